@@ -1,0 +1,97 @@
+"""sdcpp: Python bindings for stable-diffusion.cpp.
+
+>>> import sdcpp                                                    # doctest: +SKIP
+>>> with sdcpp.StableDiffusion(model="m.safetensors") as sd:
+...     images = sd.generate("a cat", width=512, height=512, steps=20, seed=42)
+"""
+
+from __future__ import annotations
+
+from . import _native
+from ._generation import GenerationRequest
+from ._logging import set_log_callback
+from .convert import convert
+from .errors import (
+    Cancelled,
+    ClosedError,
+    ConversionError,
+    GenerationError,
+    InvalidArgument,
+    ModelLoadError,
+    SdcppError,
+    UnsupportedError,
+)
+from .options import (
+    CacheMode,
+    CacheOptions,
+    HiresFix,
+    HiresUpscaler,
+    Lora,
+    LoraApplyMode,
+    Prediction,
+    PreviewMode,
+    RngType,
+    SampleMethod,
+    Scheduler,
+    SkipLayerGuidance,
+    VaeTiling,
+    WeightType,
+)
+from .stable_diffusion import Progress, StableDiffusion
+from .upscaler import Upscaler
+
+__version__: str = _native.__version__
+
+__all__ = [
+    "CacheMode",
+    "CacheOptions",
+    "Cancelled",
+    "ClosedError",
+    "ConversionError",
+    "GenerationError",
+    "GenerationRequest",
+    "HiresFix",
+    "HiresUpscaler",
+    "InvalidArgument",
+    "Lora",
+    "LoraApplyMode",
+    "ModelLoadError",
+    "Prediction",
+    "PreviewMode",
+    "Progress",
+    "RngType",
+    "SampleMethod",
+    "Scheduler",
+    "SdcppError",
+    "SkipLayerGuidance",
+    "StableDiffusion",
+    "UnsupportedError",
+    "Upscaler",
+    "VaeTiling",
+    "WeightType",
+    "__version__",
+    "convert",
+    "engine_commit",
+    "engine_version",
+    "num_physical_cores",
+    "set_log_callback",
+    "system_info",
+]
+
+
+def system_info() -> str:
+    """The engine's description of this build: SIMD features, backends."""
+    return str(_native.system_info())
+
+
+def engine_version() -> str:
+    """Version of the compiled stable-diffusion.cpp (the pinned source distribution)."""
+    return str(_native.engine_version())
+
+
+def engine_commit() -> str:
+    return str(_native.engine_commit())
+
+
+def num_physical_cores() -> int:
+    return int(_native.num_physical_cores())

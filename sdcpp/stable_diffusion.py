@@ -1,0 +1,343 @@
+"""``StableDiffusion``: a loaded model that generates images.
+
+One instance owns one native context. Generation runs with the GIL released; ``cancel()`` may
+be called from any thread. The engine's callbacks are process-global, so generations (on all
+instances) run one at a time; a second thread calling ``generate()`` waits for the first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from . import _native
+from ._files import check_model_file
+from ._generation import GenerationRequest, build_img_params
+from .errors import ClosedError, InvalidArgument, UnsupportedError
+from .images import to_pil
+from .options import LoraApplyMode, Prediction, PreviewMode, RngType, SampleMethod, Scheduler, WeightType
+
+logger = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike[str]
+
+__all__ = ["Progress", "StableDiffusion"]
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """One progress report. ``phase`` is "loading" (tensors read) or "sampling" (steps)."""
+
+    phase: str
+    step: int
+    total: int
+    elapsed: float  # seconds since the call started
+
+    @property
+    def fraction(self) -> float:
+        return self.step / self.total if self.total > 0 else 0.0
+
+
+ProgressCallback = Callable[[Progress], Any]
+PreviewCallback = Callable[[int, list[Image.Image], bool], Any]
+
+# Constructor keyword -> native CtxParams path field.
+_MODEL_FILES = {
+    "model": "model_path",
+    "diffusion_model": "diffusion_model_path",
+    "high_noise_diffusion_model": "high_noise_diffusion_model_path",
+    "vae": "vae_path",
+    "taesd": "taesd_path",
+    "clip_l": "clip_l_path",
+    "clip_g": "clip_g_path",
+    "clip_vision": "clip_vision_path",
+    "t5xxl": "t5xxl_path",
+    "llm": "llm_path",
+    "llm_vision": "llm_vision_path",
+    "control_net": "control_net_path",
+    "photo_maker": "photo_maker_path",
+}
+_ENUM_SETTINGS: dict[str, tuple[type, Any]] = {
+    "wtype": (WeightType, _native.SdType),
+    "rng": (RngType, _native.RngType),
+    "sampler_rng": (RngType, _native.RngType),
+    "prediction": (Prediction, _native.Prediction),
+    "lora_apply_mode": (LoraApplyMode, _native.LoraApplyMode),
+}
+_NATIVE_NAMES = {"rng": "rng_type", "sampler_rng": "sampler_rng_type"}
+_PLAIN_SETTINGS = (
+    "n_threads", "vae_decode_only", "offload_params_to_cpu", "enable_mmap", "keep_clip_on_cpu",
+    "keep_control_net_on_cpu", "keep_vae_on_cpu", "flash_attn", "diffusion_flash_attn",
+    "tae_preview_only", "diffusion_conv_direct", "vae_conv_direct", "circular_x", "circular_y",
+    "force_sdxl_vae_conv_scale", "chroma_use_dit_mask", "chroma_use_t5_mask",
+    "chroma_t5_mask_pad", "qwen_image_zero_cond_t", "max_vram",
+)
+
+
+def _native_enum(value: Any, py_enum: type, native_enum: Any, name: str) -> Any:
+    try:
+        member = py_enum(value)
+    except ValueError:
+        choices = ", ".join(m.value for m in py_enum)  # type: ignore[attr-defined]
+        raise InvalidArgument(f"{name}: unknown value {value!r} (choose from {choices})") from None
+    return native_enum.from_library_name(member.value)
+
+
+class StableDiffusion:
+    """A loaded diffusion model.
+
+    >>> with StableDiffusion(model="sd15.safetensors") as sd:       # doctest: +SKIP
+    ...     image, = sd.generate("a lighthouse at dusk", width=512, height=512, seed=1)
+
+    Files: ``model`` (a full checkpoint) or ``diffusion_model`` (standalone diffusion weights)
+    plus companions (``vae``, ``clip_l``, ``t5xxl``, ``llm``, ...). Settings left ``None`` keep
+    the engine's defaults; ``n_threads`` defaults to the number of physical cores.
+    ``vae_decode_only`` defaults to False here so img2img and inpainting work on any instance.
+    """
+
+    def __init__(
+        self,
+        model: PathLike | None = None,
+        *,
+        diffusion_model: PathLike | None = None,
+        high_noise_diffusion_model: PathLike | None = None,
+        vae: PathLike | None = None,
+        taesd: PathLike | None = None,
+        clip_l: PathLike | None = None,
+        clip_g: PathLike | None = None,
+        clip_vision: PathLike | None = None,
+        t5xxl: PathLike | None = None,
+        llm: PathLike | None = None,
+        llm_vision: PathLike | None = None,
+        control_net: PathLike | None = None,
+        photo_maker: PathLike | None = None,
+        embeddings: Mapping[str, PathLike] | None = None,
+        tensor_type_rules: str | None = None,
+        n_threads: int | None = None,
+        wtype: WeightType | str | None = None,
+        rng: RngType | str | None = None,
+        sampler_rng: RngType | str | None = None,
+        prediction: Prediction | str | None = None,
+        lora_apply_mode: LoraApplyMode | str | None = None,
+        vae_decode_only: bool = False,
+        offload_params_to_cpu: bool | None = None,
+        enable_mmap: bool | None = None,
+        keep_clip_on_cpu: bool | None = None,
+        keep_control_net_on_cpu: bool | None = None,
+        keep_vae_on_cpu: bool | None = None,
+        flash_attn: bool | None = None,
+        diffusion_flash_attn: bool | None = None,
+        tae_preview_only: bool | None = None,
+        diffusion_conv_direct: bool | None = None,
+        vae_conv_direct: bool | None = None,
+        circular_x: bool | None = None,
+        circular_y: bool | None = None,
+        force_sdxl_vae_conv_scale: bool | None = None,
+        chroma_use_dit_mask: bool | None = None,
+        chroma_use_t5_mask: bool | None = None,
+        chroma_t5_mask_pad: int | None = None,
+        qwen_image_zero_cond_t: bool | None = None,
+        max_vram: float | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        settings = dict(locals())
+        params = _native.CtxParams()
+        files = {key: settings[key] for key in _MODEL_FILES if settings[key] is not None}
+        if "model" not in files and "diffusion_model" not in files:
+            raise InvalidArgument("give model= (a full checkpoint) or diffusion_model=")
+        for key, path in files.items():
+            setattr(params, _MODEL_FILES[key], str(check_model_file(path, key)))
+        if embeddings:
+            params.embeddings = [
+                (name, str(check_model_file(path, f"embedding {name}")))
+                for name, path in embeddings.items()
+            ]
+        if tensor_type_rules:
+            params.tensor_type_rules = tensor_type_rules
+        if n_threads is not None and n_threads < 1:
+            raise InvalidArgument("n_threads must be at least 1")
+        for key in _PLAIN_SETTINGS:
+            if settings[key] is not None:
+                setattr(params, key, settings[key])
+        for key, (py_enum, native_enum) in _ENUM_SETTINGS.items():
+            if settings[key] is not None:
+                value = _native_enum(settings[key], py_enum, native_enum, key)
+                setattr(params, _NATIVE_NAMES.get(key, key), value)
+        # The engine frees weights after the first generation by default; a second call on the
+        # same context would then crash. A Python object is reused, so keep the weights.
+        params.free_params_immediately = False
+
+        self.files = {key: str(path) for key, path in files.items()}
+        self.n_threads = params.n_threads
+        self._generate_lock = threading.Lock()  # one generate() per instance at a time
+        self._state_lock = threading.Lock()  # guards _busy against cancel()
+        self._busy = False
+        self.last_seeds: list[int] = []
+        self.last_generation_time = 0.0
+        started = time.perf_counter()
+        on_progress = _progress_adapter(progress, "loading", started)
+        self._ctx: Any = _native.Context(params, on_progress)
+        self.load_time = time.perf_counter() - started
+        logger.info("loaded %s in %.2fs", ", ".join(self.files.values()), self.load_time)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def close(self) -> None:
+        """Free the weights. Waits for a running generation to end first."""
+        self._ctx.close()
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._ctx.closed)
+
+    def __enter__(self) -> StableDiffusion:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- queries --------------------------------------------------------------------------
+    @property
+    def default_sample_method(self) -> SampleMethod:
+        return SampleMethod(self._ctx.default_sample_method().library_name)
+
+    def default_scheduler(self, sample_method: SampleMethod | str | None = None) -> Scheduler:
+        method = self._ctx.default_sample_method() if sample_method is None else _native_enum(
+            sample_method, SampleMethod, _native.SampleMethod, "sample_method")
+        return Scheduler(self._ctx.default_scheduler(method).library_name)
+
+    @property
+    def supports_images(self) -> bool:
+        return bool(self._ctx.supports_image_generation())
+
+    @property
+    def supports_video(self) -> bool:
+        return bool(self._ctx.supports_video_generation())
+
+    # -- generation -----------------------------------------------------------------------
+    def generate(
+        self,
+        prompt: str,
+        *,
+        progress: ProgressCallback | None = None,
+        preview: PreviewCallback | None = None,
+        preview_mode: PreviewMode | str = PreviewMode.PROJ,
+        preview_interval: int = 1,
+        preview_noisy: bool = False,
+        **options: Any,
+    ) -> list[Image.Image]:
+        """Generate images for ``prompt``; keyword options are those of ``GenerationRequest``.
+
+        Returns ``batch_count`` PIL images; each has ``info["seed"]``. Raises ``Cancelled`` if
+        ``cancel()`` was called, ``InvalidArgument`` for bad options (before any native work).
+        """
+        arrays = self.generate_arrays(
+            prompt, progress=progress, preview=preview, preview_mode=preview_mode,
+            preview_interval=preview_interval, preview_noisy=preview_noisy, **options)
+        images = []
+        for array, seed in zip(arrays, self.last_seeds, strict=False):
+            image = to_pil(array)
+            image.info["seed"] = seed
+            images.append(image)
+        return images
+
+    def generate_arrays(
+        self,
+        prompt: str,
+        *,
+        progress: ProgressCallback | None = None,
+        preview: PreviewCallback | None = None,
+        preview_mode: PreviewMode | str = PreviewMode.PROJ,
+        preview_interval: int = 1,
+        preview_noisy: bool = False,
+        **options: Any,
+    ) -> list[np.ndarray]:
+        """As ``generate()``, returning HWC uint8 numpy arrays (no copies)."""
+        with self._generate_lock:
+            self._begin()
+            try:
+                return self._generate_locked(
+                    prompt, progress, preview, preview_mode, preview_interval, preview_noisy,
+                    options)
+            finally:
+                self._end()
+
+    def _generate_locked(
+        self,
+        prompt: str,
+        progress: ProgressCallback | None,
+        preview: PreviewCallback | None,
+        preview_mode: PreviewMode | str,
+        preview_interval: int,
+        preview_noisy: bool,
+        options: dict[str, Any],
+    ) -> list[np.ndarray]:
+        if not self.supports_images:
+            raise UnsupportedError("this model generates video; use generate_video()")
+        request = GenerationRequest(prompt=prompt, **options)
+        seed = request.seed if request.seed is not None and request.seed >= 0 else random.randrange(2**31)
+        params = build_img_params(request, seed)
+        if preview_interval < 1:
+            raise InvalidArgument("preview_interval must be at least 1")
+        mode = _native_enum(preview_mode, PreviewMode, _native.Preview, "preview_mode")
+        started = time.perf_counter()
+        on_preview = None
+        if preview is not None:
+
+            def on_preview(step: int, frames: list[np.ndarray], noisy: bool) -> None:
+                preview(step, [to_pil(f) for f in frames], noisy)
+
+        arrays = self._ctx.generate_image(
+            params, progress=_progress_adapter(progress, "sampling", started),
+            preview=on_preview, preview_mode=mode, preview_interval=preview_interval,
+            preview_denoised=not preview_noisy, preview_noisy=preview_noisy)
+        self.last_seeds = [seed + i for i in range(len(arrays))]
+        self.last_generation_time = time.perf_counter() - started
+        return list(arrays)
+
+    def cancel(self) -> None:
+        """Stop the running generation at its next sampling step (no-op when idle).
+
+        The interrupted ``generate()`` raises ``Cancelled``; the instance stays usable, and the
+        same request afterwards gives the same image as an uninterrupted run.
+        """
+        if not _native.HAS_CANCEL:
+            raise UnsupportedError("this build's engine lacks the cancel patch")
+        with self._state_lock:
+            if self._busy:
+                self._ctx.set_cancel(True)
+
+    def _begin(self) -> None:
+        with self._state_lock:
+            if self._ctx.closed:
+                raise ClosedError("StableDiffusion is closed")
+            self._busy = True
+            if _native.HAS_CANCEL:
+                self._ctx.set_cancel(False)
+
+    def _end(self) -> None:
+        with self._state_lock:
+            self._busy = False
+            if _native.HAS_CANCEL and not self._ctx.closed:
+                self._ctx.set_cancel(False)
+
+
+def _progress_adapter(
+    callback: ProgressCallback | None, phase: str, started: float
+) -> Callable[[int, int, float], None] | None:
+    if callback is None:
+        return None
+
+    def report(step: int, total: int, _seconds_per_step: float) -> None:
+        callback(Progress(phase, step, total, time.perf_counter() - started))
+
+    return report
+
