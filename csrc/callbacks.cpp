@@ -86,6 +86,10 @@ void progress_trampoline(int step, int steps, float time, void*) {
     }
 }
 
+// Installed when Python gave no progress callback: without any callback the engine prints a
+// progress bar to stdout, which is not a library's business.
+void silent_progress(int, int, float, void*) {}
+
 void preview_trampoline(int step, int frame_count, sd_image_t* frames, bool is_noisy, void*) {
     py::gil_scoped_acquire gil;
     if (g_preview_fn == nullptr || g_pending || frames == nullptr) {
@@ -119,7 +123,7 @@ GenerationScope::GenerationScope(py::object progress, py::object preview, previe
     g_cancel_target = cancel_target;
     replace(g_progress_fn, progress);
     replace(g_preview_fn, preview);
-    sd_set_progress_callback(g_progress_fn ? progress_trampoline : nullptr, nullptr);
+    sd_set_progress_callback(g_progress_fn ? progress_trampoline : silent_progress, nullptr);
     if (g_preview_fn != nullptr) {
         sd_set_preview_callback(preview_trampoline, preview_mode, preview_interval,
                                 preview_denoised, preview_noisy, nullptr);
@@ -129,7 +133,7 @@ GenerationScope::GenerationScope(py::object progress, py::object preview, previe
 }
 
 GenerationScope::~GenerationScope() {
-    sd_set_progress_callback(nullptr, nullptr);
+    sd_set_progress_callback(silent_progress, nullptr);
     sd_set_preview_callback(nullptr, PREVIEW_NONE, 1, false, false, nullptr);
     replace(g_progress_fn, py::none());
     replace(g_preview_fn, py::none());
@@ -157,6 +161,7 @@ void clear_last_error() {
 
 void install_log_trampoline() {
     sd_set_log_callback(log_trampoline, nullptr);
+    sd_set_progress_callback(silent_progress, nullptr);
 }
 
 void set_log_callback(py::object fn) {

@@ -31,8 +31,10 @@ Image::Image(const py::handle& obj) {
     if (h <= 0 || w <= 0 || (c != 1 && c != 3 && c != 4)) {
         throw py::value_error("image must be non-empty with 1, 3 or 4 channels");
     }
+    // The engine only reads input images (sd_image_t has no const variant), so read-only arrays
+    // such as np.asarray(PIL image) are fine.
     view = sd_image_t{static_cast<uint32_t>(w), static_cast<uint32_t>(h), static_cast<uint32_t>(c),
-                      array.mutable_data()};
+                      const_cast<uint8_t*>(array.data())};
 }
 
 std::optional<Image> optional_image(const py::object& obj) {

@@ -20,6 +20,8 @@ derived by reading the stable-diffusion.cpp sources this package builds against:
 Variants: ``sd1`` (full size, ~2.1 GB in f16), ``sd1_tiny`` (bk-sdm-tiny shaped UNet, full VAE)
 and ``sdxs`` (SDXS-512-DS shaped UNet with a tiny autoencoder: the smallest and fastest).
 Every tensor's values depend only on the seed and its name, never on the order of writing.
+Floating tensors are f16 (or f32); ``...embeddings.position_ids`` is int64, as in real files
+(sd.cpp skips it). Command line: ``python -m sdcpp.synthetic {sd1,sd1_tiny,sdxs} OUT.safetensors``.
 """
 
 from __future__ import annotations
@@ -53,7 +55,6 @@ _CLIP = "cond_stage_model.transformer.text_model."
 _MODEL_CHANNELS = 320
 _TIME_EMBED_DIM = 4 * _MODEL_CHANNELS
 _CONTEXT_DIM = 768  # CLIP ViT-L/14 hidden size
-_HEADS = 8  # SD 1.x: fixed head count, head size = channels / 8
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+import sdcpp
+
+
+def test_all_exports_exist() -> None:
+    for name in sdcpp.__all__:
+        assert hasattr(sdcpp, name), name
+
+
+def test_all_is_sorted_and_unique() -> None:
+    assert len(set(sdcpp.__all__)) == len(sdcpp.__all__)
+    assert sorted(sdcpp.__all__, key=str.lower) == sorted(sdcpp.__all__, key=str.lower)
+
+
+def test_version_and_engine_identity() -> None:
+    assert sdcpp.__version__ == "0.1.0"
+    # the pinned sdist has no git metadata: the build reports the pin instead of "unknown"
+    assert sdcpp.engine_version() == "stable-diffusion-cpp-python-0.4.7"
+    assert sdcpp.engine_commit().startswith("sdist-sha256-998d1957260d")
+    assert "AVX" in sdcpp.system_info() or "NEON" in sdcpp.system_info()
+    assert sdcpp.num_physical_cores() >= 1
