@@ -235,8 +235,10 @@ void convert_model(const std::string& input, const std::string& output, sd_type_
     bool ok = false;
     {
         py::gil_scoped_release release;
-        ok = ::convert(input.c_str(), c_str_or_null(vae), output.c_str(), type,
-                       c_str_or_null(tensor_type_rules), convert_name);
+        // Empty strings, not NULL: the engine builds std::string from tensor_type_rules, as
+        // sd-cli (which passes "") never notices.
+        ok = ::convert(input.c_str(), vae.c_str(), output.c_str(), type, tensor_type_rules.c_str(),
+                       convert_name);
     }
     scope.finish();
     if (!ok) {
