@@ -100,13 +100,14 @@ def _check_int(name: str, value: int | None, low: int, high: int) -> None:
         raise InvalidArgument(f"{name} must be between {low} and {high}, got {value}")
 
 
-def _enum(value: Any, py_enum: type, native_enum: Any, name: str) -> Any:
+def native_enum(value: Any, py_enum: type, native_type: Any, name: str) -> Any:
+    """The native enum value for ``value``, a member or name of the Python enum ``py_enum``."""
     try:
         member = py_enum(value)
     except ValueError:
         choices = ", ".join(m.value for m in py_enum)  # type: ignore[attr-defined]
         raise InvalidArgument(f"{name}: unknown value {value!r} (choose from {choices})") from None
-    return native_enum.from_library_name(member.value)
+    return native_type.from_library_name(member.value)
 
 
 def build_img_params(req: GenerationRequest, seed: int) -> Any:
@@ -147,7 +148,9 @@ def build_img_params(req: GenerationRequest, seed: int) -> Any:
     if req.ref_images:
         p.ref_images = [to_array(img, name="ref_images") for img in req.ref_images]
     if req.photo_maker_images:
-        p.pm_id_images = [to_array(img, name="photo_maker_images") for img in req.photo_maker_images]
+        p.pm_id_images = [
+            to_array(img, name="photo_maker_images") for img in req.photo_maker_images
+        ]
     if req.photo_maker_id_embed:
         p.pm_id_embed_path = str(check_model_file(req.photo_maker_id_embed, "photo_maker_id_embed"))
     _check_range("photo_maker_style_strength", req.photo_maker_style_strength, 0, 100)
@@ -159,8 +162,13 @@ def build_img_params(req: GenerationRequest, seed: int) -> Any:
     _check_int("batch_count", req.batch_count, 1, MAX_BATCH)
     _check_int("clip_skip", req.clip_skip, -1, 12)
     _check_int("seed", seed, 0, 2**63 - 1)
-    for name in ("strength", "control_strength", "clip_skip", "auto_resize_ref_image",
-                 "increase_ref_index"):
+    for name in (
+        "strength",
+        "control_strength",
+        "clip_skip",
+        "auto_resize_ref_image",
+        "increase_ref_index",
+    ):
         value = getattr(req, name)
         if value is not None:
             setattr(p, name, value)
@@ -176,17 +184,24 @@ def build_img_params(req: GenerationRequest, seed: int) -> Any:
     _check_range("eta", req.eta, 0.0, 10.0)
     _check_range("flow_shift", req.flow_shift, 0.0, 100.0)
     _check_int("shifted_timestep", req.shifted_timestep, 0, 1000)
-    for src, dst in (("steps", "sample_steps"), ("cfg_scale", "txt_cfg"),
-                     ("image_cfg_scale", "img_cfg"), ("guidance", "distilled_guidance"),
-                     ("eta", "eta"), ("flow_shift", "flow_shift"),
-                     ("shifted_timestep", "shifted_timestep")):
+    for src, dst in (
+        ("steps", "sample_steps"),
+        ("cfg_scale", "txt_cfg"),
+        ("image_cfg_scale", "img_cfg"),
+        ("guidance", "distilled_guidance"),
+        ("eta", "eta"),
+        ("flow_shift", "flow_shift"),
+        ("shifted_timestep", "shifted_timestep"),
+    ):
         value = getattr(req, src)
         if value is not None:
             setattr(s, dst, value)
     if req.sample_method is not None:
-        s.sample_method = _enum(req.sample_method, SampleMethod, _native.SampleMethod, "sample_method")
+        s.sample_method = native_enum(
+            req.sample_method, SampleMethod, _native.SampleMethod, "sample_method"
+        )
     if req.scheduler is not None:
-        s.scheduler = _enum(req.scheduler, Scheduler, _native.Scheduler, "scheduler")
+        s.scheduler = native_enum(req.scheduler, Scheduler, _native.Scheduler, "scheduler")
     if req.custom_sigmas:
         sigmas = [float(x) for x in req.custom_sigmas]
         if not all(math.isfinite(x) and x >= 0 for x in sigmas):
@@ -228,7 +243,7 @@ def _lora(lora: Lora) -> Any:
 def _hires(hires: HiresFix) -> Any:
     h = _native.HiresParams()
     h.enabled = True
-    h.upscaler = _enum(hires.upscaler, HiresUpscaler, _native.HiresUpscaler, "hires.upscaler")
+    h.upscaler = native_enum(hires.upscaler, HiresUpscaler, _native.HiresUpscaler, "hires.upscaler")
     if HiresUpscaler(hires.upscaler) is HiresUpscaler.MODEL:
         if not hires.model_path:
             raise InvalidArgument("hires upscaler 'Model' needs hires.model_path")
@@ -242,8 +257,14 @@ def _hires(hires: HiresFix) -> Any:
         if value is not None and value % 8:
             raise InvalidArgument(f"hires.{name} must be a multiple of 8")
     _check_int("hires.upscale_tile_size", hires.upscale_tile_size, 16, 4096)
-    for name in ("scale", "target_width", "target_height", "steps", "denoising_strength",
-                 "upscale_tile_size"):
+    for name in (
+        "scale",
+        "target_width",
+        "target_height",
+        "steps",
+        "denoising_strength",
+        "upscale_tile_size",
+    ):
         value = getattr(hires, name)
         if value is not None:
             setattr(h, name, value)

@@ -20,8 +20,12 @@ LOG_LEVELS = {
     int(_native.LogLevel.WARN): logging.WARNING,
     int(_native.LogLevel.ERROR): logging.ERROR,
 }
-_LEVEL_NAMES = {int(_native.LogLevel.DEBUG): "debug", int(_native.LogLevel.INFO): "info",
-                int(_native.LogLevel.WARN): "warning", int(_native.LogLevel.ERROR): "error"}
+_LEVEL_NAMES = {
+    int(_native.LogLevel.DEBUG): "debug",
+    int(_native.LogLevel.INFO): "info",
+    int(_native.LogLevel.WARN): "warning",
+    int(_native.LogLevel.ERROR): "error",
+}
 
 
 def _to_logging(level: int, text: str) -> None:

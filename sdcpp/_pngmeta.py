@@ -15,7 +15,9 @@ from ._safetensors import atomic_write
 
 def a1111_parameters(params: Mapping[str, Any]) -> str:
     """The "parameters" text AUTOMATIC1111 writes: prompt, negative, then "Key: value, ..."."""
-    rest = {k: v for k, v in params.items() if k not in ("prompt", "negative_prompt") and v is not None}
+    rest = {
+        k: v for k, v in params.items() if k not in ("prompt", "negative_prompt") and v is not None
+    }
     lines = [str(params.get("prompt", ""))]
     if params.get("negative_prompt"):
         lines.append(f"Negative prompt: {params['negative_prompt']}")

@@ -1,9 +1,9 @@
 """The ``sdcpp`` command: a thin shell over the library.
 
-    sdcpp info                                   build, engine version, CPU features
-    sdcpp generate -m MODEL -p PROMPT -o OUT.png txt2img / img2img / inpaint
-    sdcpp convert IN OUT.gguf --type q8_0        quantize or convert a model
-    sdcpp upscale -m ESRGAN IN OUT               enlarge an image with an ESRGAN model
+sdcpp info                                   build, engine version, CPU features
+sdcpp generate -m MODEL -p PROMPT -o OUT.png txt2img / img2img / inpaint
+sdcpp convert IN OUT.gguf --type q8_0        quantize or convert a model
+sdcpp upscale -m ESRGAN IN OUT               enlarge an image with an ESRGAN model
 """
 
 from __future__ import annotations
@@ -40,13 +40,33 @@ def _info(_: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     from .stable_diffusion import StableDiffusion
 
-    files = {k: getattr(args, k) for k in ("diffusion_model", "vae", "taesd", "clip_l", "clip_g",
-                                           "t5xxl", "llm", "control_net") if getattr(args, k)}
+    files = {
+        k: getattr(args, k)
+        for k in (
+            "diffusion_model",
+            "vae",
+            "taesd",
+            "clip_l",
+            "clip_g",
+            "t5xxl",
+            "llm",
+            "control_net",
+        )
+        if getattr(args, k)
+    }
     options: dict[str, Any] = {
-        "negative_prompt": args.negative_prompt, "width": args.width, "height": args.height,
-        "steps": args.steps, "cfg_scale": args.cfg_scale, "sample_method": args.sampling_method,
-        "scheduler": args.scheduler, "seed": args.seed, "batch_count": args.batch_count,
-        "strength": args.strength, "eta": args.eta, "clip_skip": args.clip_skip,
+        "negative_prompt": args.negative_prompt,
+        "width": args.width,
+        "height": args.height,
+        "steps": args.steps,
+        "cfg_scale": args.cfg_scale,
+        "sample_method": args.sampling_method,
+        "scheduler": args.scheduler,
+        "seed": args.seed,
+        "batch_count": args.batch_count,
+        "strength": args.strength,
+        "eta": args.eta,
+        "clip_skip": args.clip_skip,
     }
     if args.init_img:
         options["init_image"] = Image.open(args.init_img)
@@ -61,9 +81,15 @@ def _generate(args: argparse.Namespace) -> int:
     out = Path(args.output)
     for i, image in enumerate(images):
         path = out if len(images) == 1 else out.with_name(f"{out.stem}_{i}{out.suffix}")
-        save_png(image, path, {"prompt": args.prompt, **{k: v for k, v in options.items()
-                                                         if isinstance(v, (int, float, str))},
-                               "seed": image.info.get("seed")})
+        save_png(
+            image,
+            path,
+            {
+                "prompt": args.prompt,
+                **{k: v for k, v in options.items() if isinstance(v, (int, float, str))},
+                "seed": image.info.get("seed"),
+            },
+        )
         print(path)
     logging.getLogger(__name__).info("done in %.2fs", time.perf_counter() - started)
     return 0
@@ -71,8 +97,13 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _convert(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    out = convert(args.input, args.output, type=args.type, vae=args.vae,
-                  tensor_type_rules=args.tensor_type_rules)
+    out = convert(
+        args.input,
+        args.output,
+        type=args.type,
+        vae=args.vae,
+        tensor_type_rules=args.tensor_type_rules,
+    )
     print(f"{out} ({time.perf_counter() - started:.1f}s)")
     return 0
 
@@ -97,8 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="generate images (txt2img, img2img, inpaint)")
     gen.add_argument("-m", "--model", help="full checkpoint (.safetensors/.gguf/.ckpt)")
-    for name in ("diffusion-model", "vae", "taesd", "clip_l", "clip_g", "t5xxl", "llm",
-                 "control-net"):
+    for name in (
+        "diffusion-model",
+        "vae",
+        "taesd",
+        "clip_l",
+        "clip_g",
+        "t5xxl",
+        "llm",
+        "control-net",
+    ):
         gen.add_argument(f"--{name}", dest=name.replace("-", "_"))
     gen.add_argument("-p", "--prompt", required=True)
     gen.add_argument("-n", "--negative-prompt", default="")
@@ -123,8 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
     conv = sub.add_parser("convert", help="convert/quantize a model to GGUF")
     conv.add_argument("input")
     conv.add_argument("output")
-    conv.add_argument("--type", default="f16", type=str.lower,
-                      help="one of: " + ", ".join(t.value for t in WeightType))
+    conv.add_argument(
+        "--type",
+        default="f16",
+        type=str.lower,
+        help="one of: " + ", ".join(t.value for t in WeightType),
+    )
     conv.add_argument("--vae", help="bake this VAE into the output")
     conv.add_argument("--tensor-type-rules", help='per-tensor types, e.g. "^vae\\.=f16,attn=q8_0"')
     conv.set_defaults(func=_convert)
@@ -141,8 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     if args.command == "generate" and not (args.model or args.diffusion_model):
         print("sdcpp generate: give --model or --diffusion-model", file=sys.stderr)
         return 2

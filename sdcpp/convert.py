@@ -18,7 +18,7 @@ def convert(
     input_path: str | os.PathLike[str],
     output_path: str | os.PathLike[str],
     *,
-    type: WeightType | str = WeightType.F16,  # noqa: A002 - the engine's own word
+    type: WeightType | str = WeightType.F16,
     vae: str | os.PathLike[str] | None = None,
     tensor_type_rules: str | None = None,
     convert_name: bool = False,
@@ -43,9 +43,14 @@ def convert(
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=out.suffix)
     os.close(fd)
     try:
-        _native.convert(str(source), tmp, _native.SdType.from_library_name(wtype.value),
-                        vae_path=vae_path, tensor_type_rules=tensor_type_rules or "",
-                        convert_name=convert_name)
+        _native.convert(
+            str(source),
+            tmp,
+            _native.SdType.from_library_name(wtype.value),
+            vae_path=vae_path,
+            tensor_type_rules=tensor_type_rules or "",
+            convert_name=convert_name,
+        )
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, out)

@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from .errors import InvalidArgument
 
-ImageLike = Union[Image.Image, np.ndarray]
+ImageLike = Image.Image | np.ndarray
 
 __all__ = ["ImageLike", "to_array", "to_pil"]
 
@@ -29,7 +29,9 @@ def to_array(image: Any, *, channels: int = 3, name: str = "image") -> np.ndarra
             raise InvalidArgument(f"{name}: numpy image must have dtype uint8, got {image.dtype}")
         array = image
     else:
-        raise InvalidArgument(f"{name}: expected a PIL image or a numpy array, got {type(image).__name__}")
+        raise InvalidArgument(
+            f"{name}: expected a PIL image or a numpy array, got {type(image).__name__}"
+        )
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[0] == 0 or array.shape[1] == 0:
@@ -37,7 +39,9 @@ def to_array(image: Any, *, channels: int = 3, name: str = "image") -> np.ndarra
     have = array.shape[2]
     if have != channels:
         if channels == 1 and have in (3, 4):
-            array = np.asarray(Image.fromarray(np.ascontiguousarray(array[:, :, :3])).convert("L"))[:, :, None]
+            array = np.asarray(Image.fromarray(np.ascontiguousarray(array[:, :, :3])).convert("L"))[
+                :, :, None
+            ]
         elif channels == 3 and have == 1:
             array = np.repeat(array, 3, axis=2)
         elif channels == 3 and have == 4:

@@ -21,10 +21,18 @@ from PIL import Image
 
 from . import _native
 from ._files import check_model_file
-from ._generation import GenerationRequest, build_img_params
+from ._generation import GenerationRequest, build_img_params, native_enum
 from .errors import ClosedError, InvalidArgument, UnsupportedError
 from .images import to_pil
-from .options import LoraApplyMode, Prediction, PreviewMode, RngType, SampleMethod, Scheduler, WeightType
+from .options import (
+    LoraApplyMode,
+    Prediction,
+    PreviewMode,
+    RngType,
+    SampleMethod,
+    Scheduler,
+    WeightType,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -75,21 +83,27 @@ _ENUM_SETTINGS: dict[str, tuple[type, Any]] = {
 }
 _NATIVE_NAMES = {"rng": "rng_type", "sampler_rng": "sampler_rng_type"}
 _PLAIN_SETTINGS = (
-    "n_threads", "vae_decode_only", "offload_params_to_cpu", "enable_mmap", "keep_clip_on_cpu",
-    "keep_control_net_on_cpu", "keep_vae_on_cpu", "flash_attn", "diffusion_flash_attn",
-    "tae_preview_only", "diffusion_conv_direct", "vae_conv_direct", "circular_x", "circular_y",
-    "force_sdxl_vae_conv_scale", "chroma_use_dit_mask", "chroma_use_t5_mask",
-    "chroma_t5_mask_pad", "qwen_image_zero_cond_t", "max_vram",
+    "n_threads",
+    "vae_decode_only",
+    "offload_params_to_cpu",
+    "enable_mmap",
+    "keep_clip_on_cpu",
+    "keep_control_net_on_cpu",
+    "keep_vae_on_cpu",
+    "flash_attn",
+    "diffusion_flash_attn",
+    "tae_preview_only",
+    "diffusion_conv_direct",
+    "vae_conv_direct",
+    "circular_x",
+    "circular_y",
+    "force_sdxl_vae_conv_scale",
+    "chroma_use_dit_mask",
+    "chroma_use_t5_mask",
+    "chroma_t5_mask_pad",
+    "qwen_image_zero_cond_t",
+    "max_vram",
 )
-
-
-def _native_enum(value: Any, py_enum: type, native_enum: Any, name: str) -> Any:
-    try:
-        member = py_enum(value)
-    except ValueError:
-        choices = ", ".join(m.value for m in py_enum)  # type: ignore[attr-defined]
-        raise InvalidArgument(f"{name}: unknown value {value!r} (choose from {choices})") from None
-    return native_enum.from_library_name(member.value)
 
 
 class StableDiffusion:
@@ -168,9 +182,9 @@ class StableDiffusion:
         for key in _PLAIN_SETTINGS:
             if settings[key] is not None:
                 setattr(params, key, settings[key])
-        for key, (py_enum, native_enum) in _ENUM_SETTINGS.items():
+        for key, (py_enum, native_type) in _ENUM_SETTINGS.items():
             if settings[key] is not None:
-                value = _native_enum(settings[key], py_enum, native_enum, key)
+                value = native_enum(settings[key], py_enum, native_type, key)
                 setattr(params, _NATIVE_NAMES.get(key, key), value)
         # The engine frees weights after the first generation by default; a second call on the
         # same context would then crash. A Python object is reused, so keep the weights.
@@ -210,8 +224,11 @@ class StableDiffusion:
         return SampleMethod(self._ctx.default_sample_method().library_name)
 
     def default_scheduler(self, sample_method: SampleMethod | str | None = None) -> Scheduler:
-        method = self._ctx.default_sample_method() if sample_method is None else _native_enum(
-            sample_method, SampleMethod, _native.SampleMethod, "sample_method")
+        method = (
+            self._ctx.default_sample_method()
+            if sample_method is None
+            else native_enum(sample_method, SampleMethod, _native.SampleMethod, "sample_method")
+        )
         return Scheduler(self._ctx.default_scheduler(method).library_name)
 
     @property
@@ -240,8 +257,14 @@ class StableDiffusion:
         ``cancel()`` was called, ``InvalidArgument`` for bad options (before any native work).
         """
         arrays = self.generate_arrays(
-            prompt, progress=progress, preview=preview, preview_mode=preview_mode,
-            preview_interval=preview_interval, preview_noisy=preview_noisy, **options)
+            prompt,
+            progress=progress,
+            preview=preview,
+            preview_mode=preview_mode,
+            preview_interval=preview_interval,
+            preview_noisy=preview_noisy,
+            **options,
+        )
         images = []
         for array, seed in zip(arrays, self.last_seeds, strict=False):
             image = to_pil(array)
@@ -265,8 +288,14 @@ class StableDiffusion:
             self._begin()
             try:
                 return self._generate_locked(
-                    prompt, progress, preview, preview_mode, preview_interval, preview_noisy,
-                    options)
+                    prompt,
+                    progress,
+                    preview,
+                    preview_mode,
+                    preview_interval,
+                    preview_noisy,
+                    options,
+                )
             finally:
                 self._end()
 
@@ -283,11 +312,15 @@ class StableDiffusion:
         if not self.supports_images:
             raise UnsupportedError("this model generates video; use generate_video()")
         request = GenerationRequest(prompt=prompt, **options)
-        seed = request.seed if request.seed is not None and request.seed >= 0 else random.randrange(2**31)
+        seed = (
+            request.seed
+            if request.seed is not None and request.seed >= 0
+            else random.randrange(2**31)
+        )
         params = build_img_params(request, seed)
         if preview_interval < 1:
             raise InvalidArgument("preview_interval must be at least 1")
-        mode = _native_enum(preview_mode, PreviewMode, _native.Preview, "preview_mode")
+        mode = native_enum(preview_mode, PreviewMode, _native.Preview, "preview_mode")
         started = time.perf_counter()
         on_preview = None
         if preview is not None:
@@ -296,9 +329,14 @@ class StableDiffusion:
                 preview(step, [to_pil(f) for f in frames], noisy)
 
         arrays = self._ctx.generate_image(
-            params, progress=_progress_adapter(progress, "sampling", started),
-            preview=on_preview, preview_mode=mode, preview_interval=preview_interval,
-            preview_denoised=not preview_noisy, preview_noisy=preview_noisy)
+            params,
+            progress=_progress_adapter(progress, "sampling", started),
+            preview=on_preview,
+            preview_mode=mode,
+            preview_interval=preview_interval,
+            preview_denoised=not preview_noisy,
+            preview_noisy=preview_noisy,
+        )
         self.last_seeds = [seed + i for i in range(len(arrays))]
         self.last_generation_time = time.perf_counter() - started
         return list(arrays)
@@ -340,4 +378,3 @@ def _progress_adapter(
         callback(Progress(phase, step, total, time.perf_counter() - started))
 
     return report
-

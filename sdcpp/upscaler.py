@@ -37,7 +37,9 @@ class Upscaler:
         threads = n_threads if n_threads is not None else _native.num_physical_cores()
         self.model = str(path)
         self._lock = threading.Lock()
-        self._ctx: Any = _native.UpscalerContext(str(path), offload_params_to_cpu, direct, threads, tile_size)
+        self._ctx: Any = _native.UpscalerContext(
+            str(path), offload_params_to_cpu, direct, threads, tile_size
+        )
 
     @property
     def factor(self) -> int:

@@ -62,8 +62,20 @@ def download_sdist(dest: Path) -> Path:
     # --no-build-isolation: pip prepares the sdist's metadata with the scikit-build-core already
     # in this environment instead of building a fresh environment (which, with --no-binary :all:,
     # would compile cmake from source).
-    cmd = [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
-           "--no-build-isolation", "--disable-pip-version-check", "-d", str(dest), spec]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-binary",
+        ":all:",
+        "--no-deps",
+        "--no-build-isolation",
+        "--disable-pip-version-check",
+        "-d",
+        str(dest),
+        spec,
+    ]
     result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     found = sorted(dest.glob("*.tar.gz"))
     if result.returncode != 0 or not found:
@@ -83,7 +95,7 @@ def extract_vendor_tree(sdist: Path, dest: Path) -> Path:
             _, _, rest = member.name.partition("/")  # drop the "<name>-<version>/" prefix
             if not rest.startswith(VENDOR_PREFIX) or not (member.isfile() or member.isdir()):
                 continue
-            member.name = rest[len(VENDOR_PREFIX):] or "."
+            member.name = rest[len(VENDOR_PREFIX) :] or "."
             members.append(member)
         if not members:
             raise EngineSourceError(f"{sdist.name} holds no {VENDOR_PREFIX} tree")
@@ -122,9 +134,11 @@ def apply_patch(tree: Path, patch: Path) -> None:
                     new.append(body)
                 i += 1
             at = start + offset
-            if text[at:at + len(old)] != old:
-                raise EngineSourceError(f"{patch.name} does not apply to {target} at line {start + 1}")
-            text[at:at + len(old)] = new
+            if text[at : at + len(old)] != old:
+                raise EngineSourceError(
+                    f"{patch.name} does not apply to {target} at line {start + 1}"
+                )
+            text[at : at + len(old)] = new
             offset += len(new) - len(old)
         target.write_text("".join(text))
 
@@ -164,7 +178,9 @@ def main() -> int:
         if args.source_dir:
             tree = Path(args.source_dir).expanduser().resolve()
             if not (tree / "include" / "stable-diffusion.h").is_file():
-                raise EngineSourceError(f"SDCPP_SOURCE_DIR={tree} has no include/stable-diffusion.h")
+                raise EngineSourceError(
+                    f"SDCPP_SOURCE_DIR={tree} has no include/stable-diffusion.h"
+                )
         else:
             tree = prepare(Path(args.cache_dir).expanduser())
     except EngineSourceError as exc:

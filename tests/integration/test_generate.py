@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -58,8 +60,9 @@ def test_img2img_uses_the_init_image(tiny: sdcpp.StableDiffusion) -> None:
     (txt,) = tiny.generate("a cat", seed=1, width=64, height=64, steps=2)
     assert out.size == (64, 64)
     assert pixels(out).tobytes() != pixels(txt).tobytes()
-    (other_init,) = tiny.generate("a cat", seed=1, init_image=Image.new("RGB", (64, 64), "blue"),
-                                  strength=0.5, steps=2)
+    (other_init,) = tiny.generate(
+        "a cat", seed=1, init_image=Image.new("RGB", (64, 64), "blue"), strength=0.5, steps=2
+    )
     assert pixels(other_init).tobytes() != pixels(out).tobytes()
 
 
@@ -68,8 +71,9 @@ def test_inpaint_changes_only_masked_half(tiny: sdcpp.StableDiffusion) -> None:
     init = Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
     mask = np.zeros((64, 64), np.uint8)
     mask[:, :32] = 255  # white = repaint the left half
-    (out,) = tiny.generate("a cat", seed=3, init_image=init, mask_image=Image.fromarray(mask),
-                           strength=1.0, steps=2)
+    (out,) = tiny.generate(
+        "a cat", seed=3, init_image=init, mask_image=Image.fromarray(mask), strength=1.0, steps=2
+    )
     (no_mask,) = tiny.generate("a cat", seed=3, init_image=init, strength=1.0, steps=2)
     diff = np.abs(pixels(out).astype(int) - pixels(no_mask).astype(int)).mean(axis=(0, 2))
     # the kept half (right) differs from an unmasked run much more than the repainted half does
@@ -81,7 +85,7 @@ def test_progress_reports_each_sampling_step(tiny: sdcpp.StableDiffusion) -> Non
     tiny.generate("a cat", seed=1, width=64, height=64, steps=3, progress=seen.append)
     sampling = [(p.step, p.total) for p in seen if p.phase == "sampling" and p.step > 0]
     assert sampling[-3:] == [(1, 3), (2, 3), (3, 3)]
-    assert all(b.elapsed >= a.elapsed for a, b in zip(seen, seen[1:], strict=False))
+    assert all(b.elapsed >= a.elapsed for a, b in itertools.pairwise(seen))
 
 
 def test_loading_progress_is_separate(tiny_path) -> None:
@@ -94,8 +98,14 @@ def test_loading_progress_is_separate(tiny_path) -> None:
 
 def test_preview_callback_gets_images(tiny: sdcpp.StableDiffusion) -> None:
     previews: list[tuple[int, list[Image.Image], bool]] = []
-    tiny.generate("a cat", seed=1, width=64, height=64, steps=2,
-                  preview=lambda step, frames, noisy: previews.append((step, frames, noisy)))
+    tiny.generate(
+        "a cat",
+        seed=1,
+        width=64,
+        height=64,
+        steps=2,
+        preview=lambda step, frames, noisy: previews.append((step, frames, noisy)),
+    )
     assert [step for step, _, _ in previews] == [1, 2]
     frames = previews[0][1]
     # "proj" previews project the latent to RGB: one pixel per latent cell (64 / 8)
@@ -130,8 +140,10 @@ def test_exception_in_progress_callback_propagates(tiny: sdcpp.StableDiffusion) 
         ({"width": 60, "height": 64}, "multiple of 8"),
         ({"steps": 0}, "steps"),
         ({"init_image": np.zeros((64, 64, 3), np.float64)}, "uint8"),
-        ({"init_image": Image.new("RGB", (64, 64)), "mask_image": Image.new("L", (32, 64))},
-         "mask_image"),
+        (
+            {"init_image": Image.new("RGB", (64, 64)), "mask_image": Image.new("L", (32, 64))},
+            "mask_image",
+        ),
     ],
 )
 def test_bad_input_raises_and_context_survives(tiny: sdcpp.StableDiffusion, kw, error) -> None:

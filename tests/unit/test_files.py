@@ -12,8 +12,11 @@ from sdcpp.gguf import read_gguf
 
 
 def write_small(path: Path) -> Path:
-    _safetensors.save(path, {"a": np.arange(12, dtype=np.float16).reshape(3, 4),
-                             "b": np.ones(5, np.float32)}, metadata={"k": "v"})
+    _safetensors.save(
+        path,
+        {"a": np.arange(12, dtype=np.float16).reshape(3, 4), "b": np.ones(5, np.float32)},
+        metadata={"k": "v"},
+    )
     return path
 
 
@@ -66,7 +69,9 @@ def test_gguf_reader_and_truncation(tmp_path: Path) -> None:
     write_gguf(path, 32)
     info = read_gguf(path)
     assert info.metadata == {"general.name": "t"}
-    assert [(t.name, t.shape, t.type_name, t.nbytes) for t in info.tensors] == [("w", (8,), "f32", 32)]
+    assert [(t.name, t.shape, t.type_name, t.nbytes) for t in info.tensors] == [
+        ("w", (8,), "f32", 32)
+    ]
     assert info.data_end == path.stat().st_size
     check_model_file(path)
     write_gguf(path, 31)

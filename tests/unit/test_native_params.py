@@ -17,7 +17,7 @@ def test_ctx_params_defaults_come_from_the_engine() -> None:
     assert p.vae_decode_only is True
     assert p.model_path == ""
     assert p.wtype == _native.SdType.COUNT
-    assert "n_threads: %d" % p.n_threads in p.to_str()
+    assert f"n_threads: {p.n_threads}" in p.to_str()
 
 
 def test_img_gen_params_defaults_and_nested_mutation() -> None:
