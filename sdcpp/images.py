@@ -12,7 +12,7 @@ from .errors import InvalidArgument
 
 ImageLike = Image.Image | np.ndarray
 
-__all__ = ["ImageLike", "to_array", "to_pil"]
+__all__ = ["ImageLike", "canny", "to_array", "to_pil"]
 
 
 def to_array(image: Any, *, channels: int = 3, name: str = "image") -> np.ndarray:
@@ -56,3 +56,29 @@ def to_pil(array: np.ndarray) -> Image.Image:
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     return Image.fromarray(array)
+
+
+def canny(
+    image: ImageLike,
+    *,
+    high_threshold: float = 0.08,
+    low_threshold: float = 0.08,
+    weak: float = 0.8,
+    strong: float = 1.0,
+    inverse: bool = False,
+) -> Image.Image:
+    """Canny edge map of ``image`` (the engine's preprocessor, as used for ControlNet)."""
+    from . import _native
+
+    for name, value in (
+        ("high_threshold", high_threshold),
+        ("low_threshold", low_threshold),
+        ("weak", weak),
+        ("strong", strong),
+    ):
+        if not 0.0 <= value <= 1.0:
+            raise InvalidArgument(f"{name} must be between 0 and 1")
+    array = to_array(image, name="image")
+    return to_pil(
+        _native.preprocess_canny(array, high_threshold, low_threshold, weak, strong, inverse)
+    )
