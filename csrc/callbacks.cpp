@@ -112,15 +112,14 @@ void preview_trampoline(int step, int frame_count, sd_image_t* frames, bool is_n
 }  // namespace
 
 GenerationScope::GenerationScope(py::object progress, py::object preview, preview_t preview_mode,
-                                 int preview_interval, bool preview_denoised, bool preview_noisy,
-                                 sd_ctx_t* cancel_target) {
+                                 int preview_interval, bool preview_denoised, bool preview_noisy) {
     {
         // Wait without the GIL: the holder may need it for its own callbacks.
         py::gil_scoped_release release;
         lock_ = std::unique_lock<std::mutex>(g_generation_mutex);
     }
     g_pending       = nullptr;
-    g_cancel_target = cancel_target;
+    g_cancel_target = nullptr;
     replace(g_progress_fn, progress);
     replace(g_preview_fn, preview);
     sd_set_progress_callback(g_progress_fn ? progress_trampoline : silent_progress, nullptr);
@@ -139,6 +138,10 @@ GenerationScope::~GenerationScope() {
     replace(g_preview_fn, py::none());
     g_cancel_target = nullptr;
     g_pending       = nullptr;
+}
+
+void GenerationScope::set_cancel_target(sd_ctx_t* ctx) {
+    g_cancel_target = ctx;
 }
 
 void GenerationScope::finish() {

@@ -54,11 +54,12 @@ py::array_t<uint8_t> copy_image(const sd_image_t& img);
 class GenerationScope {
 public:
     GenerationScope(py::object progress, py::object preview, preview_t preview_mode,
-                    int preview_interval, bool preview_denoised, bool preview_noisy,
-                    sd_ctx_t* cancel_target);
+                    int preview_interval, bool preview_denoised, bool preview_noisy);
     ~GenerationScope();
     GenerationScope(const GenerationScope&)            = delete;
     GenerationScope& operator=(const GenerationScope&) = delete;
+    // The context a failing callback cancels (set once the handle is known to be valid).
+    void set_cancel_target(sd_ctx_t* ctx);
     // Re-raise a stored callback exception, if any (GIL held).
     void finish();
 

@@ -18,7 +18,7 @@ class Context {
 public:
     Context(CtxParams& params, py::object progress) {
         sd_ctx_params_t c = params.build();
-        GenerationScope scope(std::move(progress), py::none(), PREVIEW_NONE, 1, false, false, nullptr);
+        GenerationScope scope(std::move(progress), py::none(), PREVIEW_NONE, 1, false, false);
         clear_last_error();
         {
             py::gil_scoped_release release;
@@ -38,8 +38,10 @@ public:
                             bool preview_noisy) {
         sd_img_gen_params_t c = params.build();
         GenerationScope scope(std::move(progress), std::move(preview), preview_mode,
-                              preview_interval, preview_denoised, preview_noisy, handle());
+                              preview_interval, preview_denoised, preview_noisy);
+        // Only now, holding the generation lock that close() also takes, is the handle stable.
         sd_ctx_t* ctx = handle();
+        scope.set_cancel_target(ctx);
         clear_last_error();
         sd_image_t* images = nullptr;
         {
@@ -61,8 +63,10 @@ public:
                             bool preview_noisy) {
         sd_vid_gen_params_t c = params.build();
         GenerationScope scope(std::move(progress), std::move(preview), preview_mode,
-                              preview_interval, preview_denoised, preview_noisy, handle());
+                              preview_interval, preview_denoised, preview_noisy);
+        // Only now, holding the generation lock that close() also takes, is the handle stable.
         sd_ctx_t* ctx = handle();
+        scope.set_cancel_target(ctx);
         clear_last_error();
         sd_image_t* frames = nullptr;
         int frame_count    = 0;
@@ -113,7 +117,7 @@ public:
 
     void close() {
         // Wait for a running generation on any context: freeing under it would be a crash.
-        GenerationScope scope(py::none(), py::none(), PREVIEW_NONE, 1, false, false, nullptr);
+        GenerationScope scope(py::none(), py::none(), PREVIEW_NONE, 1, false, false);
         py::gil_scoped_release release;
         free_now();
     }
@@ -167,7 +171,7 @@ class UpscalerContext {
 public:
     UpscalerContext(const std::string& path, bool offload_params_to_cpu, bool direct, int n_threads,
                     int tile_size) {
-        GenerationScope scope(py::none(), py::none(), PREVIEW_NONE, 1, false, false, nullptr);
+        GenerationScope scope(py::none(), py::none(), PREVIEW_NONE, 1, false, false);
         clear_last_error();
         {
             py::gil_scoped_release release;
@@ -187,7 +191,7 @@ public:
 
     py::array_t<uint8_t> upscale(const py::object& image, uint32_t factor, py::object progress) {
         Image input(image);
-        GenerationScope scope(std::move(progress), py::none(), PREVIEW_NONE, 1, false, false, nullptr);
+        GenerationScope scope(std::move(progress), py::none(), PREVIEW_NONE, 1, false, false);
         upscaler_ctx_t* ctx = handle();
         clear_last_error();
         sd_image_t result{0, 0, 0, nullptr};
@@ -207,7 +211,7 @@ public:
     int factor() { return get_upscale_factor(handle()); }
 
     void close() {
-        GenerationScope scope(py::none(), py::none(), PREVIEW_NONE, 1, false, false, nullptr);
+        GenerationScope scope(py::none(), py::none(), PREVIEW_NONE, 1, false, false);
         if (ctx_ != nullptr) {
             py::gil_scoped_release release;
             free_upscaler_ctx(ctx_);
@@ -230,7 +234,7 @@ private:
 void convert_model(const std::string& input, const std::string& output, sd_type_t type,
                    const std::string& vae, const std::string& tensor_type_rules, bool convert_name,
                    py::object progress) {
-    GenerationScope scope(std::move(progress), py::none(), PREVIEW_NONE, 1, false, false, nullptr);
+    GenerationScope scope(std::move(progress), py::none(), PREVIEW_NONE, 1, false, false);
     clear_last_error();
     bool ok = false;
     {

@@ -129,6 +129,7 @@ def atomic_write(path: str | os.PathLike[str], chunks: Iterable[bytes | memoryvi
     target = Path(path)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
         with os.fdopen(fd, "wb") as f:
             for chunk in chunks:
                 f.write(chunk)
@@ -138,3 +139,9 @@ def atomic_write(path: str | os.PathLike[str], chunks: Iterable[bytes | memoryvi
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
