@@ -81,15 +81,7 @@ def _generate(args: argparse.Namespace) -> int:
     out = Path(args.output)
     for i, image in enumerate(images):
         path = out if len(images) == 1 else out.with_name(f"{out.stem}_{i}{out.suffix}")
-        save_png(
-            image,
-            path,
-            {
-                "prompt": args.prompt,
-                **{k: v for k, v in options.items() if isinstance(v, (int, float, str))},
-                "seed": image.info.get("seed"),
-            },
-        )
+        save_png(image, path)
         print(path)
     logging.getLogger(__name__).info("done in %.2fs", time.perf_counter() - started)
     return 0
@@ -113,7 +105,7 @@ def _upscale(args: argparse.Namespace) -> int:
 
     with Upscaler(args.model, n_threads=args.threads) as up:
         result = up.upscale(Image.open(args.input), args.factor)
-    save_png(result, Path(args.output), {"upscaler": Path(args.model).name})
+    save_png(result, Path(args.output))
     print(args.output)
     return 0
 

@@ -33,6 +33,7 @@ from .options import (
     Scheduler,
     WeightType,
 )
+from .parameters import SAMPLER_NAMES, SCHEDULER_NAMES, format_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +192,9 @@ class StableDiffusion:
         params.free_params_immediately = False
 
         self.files = {key: str(path) for key, path in files.items()}
+        main_file = files.get("model") or files["diffusion_model"]
+        self.model_name = os.path.splitext(os.path.basename(main_file))[0]
+        self._defaults = _native.ImgGenParams()  # the engine's defaults, for reporting
         self.n_threads = params.n_threads
         self._generate_lock = threading.Lock()  # one generate() per instance at a time
         self._state_lock = threading.Lock()  # guards _busy against cancel()
@@ -269,8 +273,42 @@ class StableDiffusion:
         for array, seed in zip(arrays, self.last_seeds, strict=False):
             image = to_pil(array)
             image.info["seed"] = seed
+            image.info["parameters"] = self._parameters_text(prompt, options, seed, image.size)
             images.append(image)
         return images
+
+    def _parameters_text(
+        self, prompt: str, options: dict[str, Any], seed: int, size: tuple[int, int]
+    ) -> str:
+        """A1111-style "parameters" for one image, with the engine's defaults resolved."""
+        method = (
+            SampleMethod(options["sample_method"])
+            if options.get("sample_method")
+            else (self.default_sample_method)
+        )
+        scheduler = (
+            Scheduler(options["scheduler"])
+            if options.get("scheduler")
+            else (self.default_scheduler(method))
+        )
+        defaults = self._defaults
+        settings: dict[str, Any] = {
+            "Steps": options.get("steps") or defaults.sample_params.sample_steps,
+            "Sampler": SAMPLER_NAMES[method],
+            "Schedule type": SCHEDULER_NAMES[scheduler],
+            "CFG scale": options.get("cfg_scale", defaults.sample_params.txt_cfg),
+            "Seed": seed,
+            "Size": f"{size[0]}x{size[1]}",
+            "Model": self.model_name,
+            "Denoising strength": (
+                options.get("strength", defaults.strength)
+                if options.get("init_image") is not None
+                else None
+            ),
+            "Clip skip": options.get("clip_skip"),
+            "Version": f"sdcpp {_native.__version__}",
+        }
+        return format_parameters(prompt, options.get("negative_prompt", ""), settings)
 
     def generate_arrays(
         self,

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PATHS = ["sdcpp", "tests", "third_party"]
+PATHS = ["sdcpp", "tests", "third_party", "bench"]
 
 
 def ruff(*args: str) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,52 @@
+"""Baselines built from the same pinned engine source and flags as sdcpp itself."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "third_party"))
+
+
+def engine_dir() -> Path:
+    """The prepared (pinned, patched) engine tree, fetched if needed."""
+    import engine_source  # third_party/engine_source.py
+
+    cache = Path(os.environ.get("SDCPP_CACHE_DIR", Path.home() / ".cache" / "sdcpp" / "engine"))
+    return engine_source.prepare(cache)
+
+
+def build_sd_cli(build_dir: Path = ROOT / "build" / "sd-cli") -> Path:
+    """Build upstream sd-cli (and nothing else) with the flags the extension uses."""
+    binary = build_dir / "bin" / "sd-cli"
+    env = {**os.environ, "CCACHE_BASEDIR": str(ROOT), "CCACHE_NOHASHDIR": "1"}
+    if not (build_dir / "build.ninja").exists():
+        subprocess.run(
+            [
+                "cmake",
+                "-S",
+                str(engine_dir()),
+                "-B",
+                str(build_dir),
+                "-G",
+                "Ninja",
+                "-DCMAKE_BUILD_TYPE=Release",
+                "-DSD_WEBP=OFF",
+                "-DSD_WEBM=OFF",
+                "-DSD_BUILD_EXAMPLES=ON",
+                "-DCMAKE_POSITION_INDEPENDENT_CODE=ON",
+            ],
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+    subprocess.run(
+        ["cmake", "--build", str(build_dir), "--target", "sd-cli"],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    return binary

@@ -1,0 +1,367 @@
+"""sdcpp benchmarks: ratios against upstream sd-cli and the peer binding, measured in one run.
+
+    python -m bench [--quick] [--peer-python PATH] [--out bench/RESULTS.md]
+
+Machines here are noisy: A and B are interleaved, repeated, and reported as medians with their
+spread. Every goal is printed PASS/MISS; a MISS never fails the run, a crash does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+import sdcpp
+from sdcpp import synthetic
+
+from .baselines import build_sd_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Row:
+    what: str
+    ours: str
+    baseline: str
+    ratio: str
+    goal: str
+    verdict: str
+
+
+def run_child(python: str, kind: str, model: Path, args: dict[str, Any]) -> dict[str, Any]:
+    """Run one measurement child; returns its JSON plus ru_maxrss from wait4 (MiB)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [python, "-m", "bench.children", kind, str(model), json.dumps(args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{kind} child failed ({proc.returncode}):\n{err[-3000:]}")
+    line = next(x for x in out.splitlines() if x.startswith("BENCH "))
+    return json.loads(line[6:])
+
+
+def timed_process(cmd: list[str]) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MiB, combined output) of one command."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{cmd[0]} failed:\n{out[-3000:]}")
+    return wall, usage.ru_maxrss / 1024, out
+
+
+def median_spread(values: list[float]) -> tuple[float, float]:
+    med = statistics.median(values)
+    return med, (max(values) - min(values)) if len(values) > 1 else 0.0
+
+
+def fmt(values: list[float], unit: str = "s", digits: int = 3) -> str:
+    med, spread = median_spread(values)
+    return f"{med:.{digits}f} {unit} (±{spread / 2:.{digits}f}, n={len(values)})"
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+class Bench:
+    def __init__(self, quick: bool, peer_python: str | None, threads: int) -> None:
+        self.quick = quick
+        self.peer_python = peer_python
+        self.threads = threads
+        self.rows: list[Row] = []
+        self.work = Path(tempfile.mkdtemp(prefix="sdcpp-bench-"))
+        self.sd_cli = build_sd_cli()
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+        print(
+            f"| {row.what} | {row.ours} | {row.baseline} | {row.ratio} | {row.goal} | "
+            f"{row.verdict} |",
+            flush=True,
+        )
+
+    def generation(self, label: str, model: Path, size: int, steps: int) -> None:
+        rounds = 2 if self.quick else 3
+        args = {
+            "width": size,
+            "height": size,
+            "steps": steps,
+            "seed": 42,
+            "prompt": "a red fox",
+            "threads": self.threads,
+            "repeats": 4 if self.quick else 6,
+            "eta": 1.0,
+        }
+        ours, peer, cli_times, cli_rss = [], [], [], []
+        ours_png, cli_png = self.work / "ours.png", self.work / "cli.png"
+        for _ in range(rounds):  # interleaved: ours, peer, sd-cli
+            ours.append(run_child(sys.executable, "sdcpp", model, {**args, "png": str(ours_png)}))
+            if self.peer_python:
+                peer.append(run_child(self.peer_python, "peer", model, args))
+            _, rss, out = timed_process(
+                [
+                    str(self.sd_cli),
+                    "-m",
+                    str(model),
+                    "-p",
+                    args["prompt"],
+                    "-W",
+                    str(size),
+                    "-H",
+                    str(size),
+                    "--steps",
+                    str(steps),
+                    "-s",
+                    "42",
+                    "-t",
+                    str(self.threads),
+                    "-o",
+                    str(cli_png),
+                ]
+            )
+            found = re.search(r"generate_image completed in ([0-9.]+)s", out)
+            assert found, out[-2000:]
+            cli_times.append(float(found.group(1)))
+            cli_rss.append(rss)
+        warm = [t for r in ours for t in r["times_s"][1:]]
+        ours_rss = [r["peak_rss_mb"] for r in ours]
+        self.add(
+            Row(
+                f"{label}: warm generate() vs sd-cli self-reported",
+                fmt(warm),
+                fmt(cli_times),
+                f"{statistics.median(warm) / statistics.median(cli_times):.2f}x",
+                "info",
+                "-",
+            )
+        )
+        if peer:
+            peer_warm = [t for r in peer for t in r["times_s"][1:]]
+            ratio = statistics.median(warm) / statistics.median(peer_warm)
+            self.add(
+                Row(
+                    f"{label}: warm generate() vs peer binding",
+                    fmt(warm),
+                    fmt(peer_warm),
+                    f"{ratio:.2f}x",
+                    "<= 1.00x",
+                    verdict(ratio <= 1.0),
+                )
+            )
+            peer_rss = [r["peak_rss_mb"] for r in peer]
+            ratio = statistics.median(ours_rss) / statistics.median(peer_rss)
+            self.add(
+                Row(
+                    f"{label}: peak RSS vs peer binding",
+                    fmt(ours_rss, "MB", 0),
+                    fmt(peer_rss, "MB", 0),
+                    f"{ratio:.3f}x",
+                    "<= 1.00x",
+                    verdict(ratio <= 1.0),
+                )
+            )
+        self.add(
+            Row(
+                f"{label}: peak RSS vs sd-cli",
+                fmt(ours_rss, "MB", 0),
+                fmt(cli_rss, "MB", 0),
+                f"{statistics.median(ours_rss) / statistics.median(cli_rss):.3f}x",
+                "info",
+                "-",
+            )
+        )
+        same = np.array_equal(
+            np.asarray(Image.open(ours_png).convert("RGB")),
+            np.asarray(Image.open(cli_png).convert("RGB")),
+        )
+        self.add(
+            Row(
+                f"{label}: pixels vs sd-cli PNG",
+                "identical" if same else "different",
+                "sd-cli",
+                "-",
+                "identical",
+                verdict(same),
+            )
+        )
+
+    def leak(self, model: Path) -> None:
+        many = 60 if self.quick else 200
+        result = run_child(
+            sys.executable,
+            "sdcpp",
+            model,
+            {
+                "width": 64,
+                "height": 64,
+                "steps": 1,
+                "seed": 1,
+                "prompt": "x",
+                "threads": self.threads,
+                "repeats": many,
+                "eta": 1.0,
+            },
+        )
+        rss = result["rss_mb"]
+        early, late = rss[many // 10 - 1], rss[-1]
+        growth = late / early - 1
+        self.add(
+            Row(
+                f"RSS after {many} generations vs after {many // 10}",
+                f"{late:.1f} MB",
+                f"{early:.1f} MB",
+                f"{growth * 100:+.2f}%",
+                "<= +2%",
+                verdict(growth <= 0.02),
+            )
+        )
+
+    def cli(self, model: Path) -> None:
+        rounds = 3 if self.quick else 5
+        ours, theirs = [], []
+        common = [
+            "-m",
+            str(model),
+            "-p",
+            "a red fox",
+            "-W",
+            "64",
+            "-H",
+            "64",
+            "--steps",
+            "2",
+            "-s",
+            "42",
+            "-t",
+            str(self.threads),
+        ]
+        sdcpp_cmd = [
+            str(Path(sys.executable).with_name("sdcpp")),
+            "generate",
+            *common,
+            "-o",
+            str(self.work / "c1.png"),
+        ]
+        for _ in range(rounds):
+            ours.append(timed_process(sdcpp_cmd)[0])
+            theirs.append(
+                timed_process([str(self.sd_cli), *common, "-o", str(self.work / "c2.png")])[0]
+            )
+        ratio = statistics.median(ours) / statistics.median(theirs)
+        self.add(
+            Row(
+                "`sdcpp generate` CLI wall vs sd-cli wall",
+                fmt(ours),
+                fmt(theirs),
+                f"{ratio:.3f}x",
+                "<= 1.05x",
+                verdict(ratio <= 1.05),
+            )
+        )
+
+    def convert(self, model: Path) -> None:
+        rounds = 2 if self.quick else 3
+        ours, theirs = [], []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            sdcpp.convert(model, self.work / "ours.gguf", type="q8_0")
+            ours.append(time.perf_counter() - started)
+            theirs.append(
+                timed_process(
+                    [
+                        str(self.sd_cli),
+                        "-M",
+                        "convert",
+                        "-m",
+                        str(model),
+                        "-o",
+                        str(self.work / "cli.gguf"),
+                        "--type",
+                        "q8_0",
+                    ]
+                )[0]
+            )
+        speed = statistics.median(theirs) / statistics.median(ours)
+        self.add(
+            Row(
+                "convert q8_0 throughput vs sd-cli -M convert",
+                fmt(ours),
+                fmt(theirs),
+                f"{speed:.2f}x",
+                ">= 0.95x",
+                verdict(speed >= 0.95),
+            )
+        )
+
+
+def header(threads: int) -> str:
+    cpu = next(
+        (
+            x.split(":", 1)[1].strip()
+            for x in Path("/proc/cpuinfo").read_text().splitlines()
+            if x.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return (
+        f"# sdcpp benchmark results\n\nDate: {date.today()}  \nCPU: {cpu}  \n"
+        f"Threads: {threads}  \nEngine: {sdcpp.engine_version()} ({sdcpp.engine_commit()})  \n"
+        f"sdcpp: {sdcpp.__version__}\n\n"
+        "| measurement | sdcpp | baseline | ratio | goal | verdict |\n|---|---|---|---|---|---|\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="CI-sized: fewer rounds, small model")
+    parser.add_argument(
+        "--peer-python",
+        default=os.environ.get("SDCPP_PEER_PYTHON"),
+        help="python of an env with stable-diffusion-cpp-python 0.4.7 installed",
+    )
+    parser.add_argument("--threads", type=int, default=sdcpp.num_physical_cores())
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    args = parser.parse_args(argv)
+
+    bench = Bench(args.quick, args.peer_python, args.threads)
+    print(header(args.threads), end="")
+    small = synthetic.cached_checkpoint(synthetic.TINY_VARIANT)
+    bench.generation(f"{synthetic.TINY_VARIANT} 64x64 4 steps", small, 64, 4)
+    if not args.quick:
+        bench.generation("sd1 f16 64x64 1 step", synthetic.cached_checkpoint("sd1"), 64, 1)
+    bench.leak(small)
+    bench.cli(small)
+    bench.convert(small)
+    table = "".join(
+        f"| {r.what} | {r.ours} | {r.baseline} | {r.ratio} | {r.goal} | {r.verdict} |\n"
+        for r in bench.rows
+    )
+    args.out.write_text(header(args.threads) + table)
+    print(f"\nwritten to {args.out}")
+    return 0
