@@ -53,7 +53,10 @@ def run_peer(model: str, a: dict[str, Any]) -> dict[str, Any]:
     from stable_diffusion_cpp import StableDiffusion  # type: ignore[import-not-found]
 
     started = time.perf_counter()
-    sd = StableDiffusion(model_path=model, n_threads=a["threads"], verbose=False)
+    # same settings as ours: txt2img only, so no VAE encoder (the peer's default loads it)
+    sd = StableDiffusion(
+        model_path=model, n_threads=a["threads"], vae_decode_only=True, verbose=False
+    )
     load_s = time.perf_counter() - started
     times, rss, first = [], [], None
     for _ in range(a["repeats"]):

@@ -242,7 +242,7 @@ class Bench:
             )
         )
 
-    def cli(self, model: Path) -> None:
+    def cli(self, label: str, model: Path) -> None:
         rounds = 3 if self.quick else 5
         ours, theirs = [], []
         common = [
@@ -276,7 +276,7 @@ class Bench:
         ratio = statistics.median(ours) / statistics.median(theirs)
         self.add(
             Row(
-                "`sdcpp generate` CLI wall vs sd-cli wall",
+                f"{label}: `sdcpp generate` CLI wall vs sd-cli wall",
                 fmt(ours),
                 fmt(theirs),
                 f"{ratio:.3f}x",
@@ -286,27 +286,26 @@ class Bench:
         )
 
     def convert(self, model: Path) -> None:
-        rounds = 2 if self.quick else 3
+        rounds = 3 if self.quick else 5
         ours, theirs = [], []
+        ours_out, cli_out = self.work / "ours.gguf", self.work / "cli.gguf"
+        cli_cmd = [
+            str(self.sd_cli),
+            "-M",
+            "convert",
+            "-m",
+            str(model),
+            "-o",
+            str(cli_out),
+            "--type",
+            "q8_0",
+        ]
+        sdcpp.convert(model, ours_out, type="q8_0")  # warm-up: page cache for both
         for _ in range(rounds):
             started = time.perf_counter()
-            sdcpp.convert(model, self.work / "ours.gguf", type="q8_0")
+            sdcpp.convert(model, ours_out, type="q8_0")  # includes fsync + rename (atomic)
             ours.append(time.perf_counter() - started)
-            theirs.append(
-                timed_process(
-                    [
-                        str(self.sd_cli),
-                        "-M",
-                        "convert",
-                        "-m",
-                        str(model),
-                        "-o",
-                        str(self.work / "cli.gguf"),
-                        "--type",
-                        "q8_0",
-                    ]
-                )[0]
-            )
+            theirs.append(timed_process(cli_cmd)[0])
         speed = statistics.median(theirs) / statistics.median(ours)
         self.add(
             Row(
@@ -318,6 +317,33 @@ class Bench:
                 verdict(speed >= 0.95),
             )
         )
+        same = gguf_tensors(ours_out) == gguf_tensors(cli_out)
+        self.add(
+            Row(
+                "convert q8_0: tensors (names, types, shapes, data) vs sd-cli",
+                "identical" if same else "different",
+                "sd-cli",
+                "-",
+                "identical",
+                verdict(same),
+            )
+        )
+
+
+def gguf_tensors(path: Path) -> dict[str, tuple[str, tuple[int, ...], str]]:
+    """name -> (type, shape, sha256 of data): equal for files that differ only in order."""
+    import hashlib
+
+    from sdcpp.gguf import read_gguf
+
+    info = read_gguf(path)
+    out = {}
+    with path.open("rb") as f:
+        for t in info.tensors:
+            f.seek(info.data_start + t.offset)
+            data = f.read(t.nbytes or 0)
+            out[t.name] = (t.type_name, t.shape, hashlib.sha256(data).hexdigest())
+    return out
 
 
 def header(threads: int) -> str:
@@ -356,7 +382,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quick:
         bench.generation("sd1 f16 64x64 1 step", synthetic.cached_checkpoint("sd1"), 64, 1)
     bench.leak(small)
-    bench.cli(small)
+    if args.quick:
+        bench.cli(f"{synthetic.TINY_VARIANT} 64x64 2 steps", small)
+    else:
+        bench.cli("sd1 f16 64x64 2 steps", synthetic.cached_checkpoint("sd1"))
     bench.convert(small)
     table = "".join(
         f"| {r.what} | {r.ours} | {r.baseline} | {r.ratio} | {r.goal} | {r.verdict} |\n"

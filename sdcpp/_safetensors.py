@@ -116,7 +116,8 @@ def save(
         yield raw
         for name, shape, dtype in entries:
             value = tensors[name]
-            array = np.ascontiguousarray(value() if callable(value) else value, dtype=dtype)
+            # asarray, not ascontiguousarray: the latter turns 0-d scalars (LoRA alphas) into 1-d
+            array = np.asarray(value() if callable(value) else value, dtype=dtype, order="C")
             if tuple(array.shape) != shape:
                 raise ValueError(f"{name}: produced shape {array.shape}, declared {shape}")
             yield memoryview(array).cast("B")

@@ -24,6 +24,7 @@ from ._files import check_model_file
 from ._generation import GenerationRequest, build_img_params, native_enum
 from .errors import ClosedError, InvalidArgument, UnsupportedError
 from .images import to_pil
+from .loras import extract_lora_tags
 from .options import (
     LoraApplyMode,
     Prediction,
@@ -117,6 +118,7 @@ class StableDiffusion:
     plus companions (``vae``, ``clip_l``, ``t5xxl``, ``llm``, ...). Settings left ``None`` keep
     the engine's defaults; ``n_threads`` defaults to the number of physical cores.
     ``vae_decode_only`` defaults to False here so img2img and inpainting work on any instance.
+    ``lora_dir`` lets prompts name LoRAs with ``<lora:name:weight>`` tags.
     """
 
     def __init__(
@@ -136,6 +138,7 @@ class StableDiffusion:
         control_net: PathLike | None = None,
         photo_maker: PathLike | None = None,
         embeddings: Mapping[str, PathLike] | None = None,
+        lora_dir: PathLike | None = None,
         tensor_type_rules: str | None = None,
         n_threads: int | None = None,
         wtype: WeightType | str | None = None,
@@ -191,6 +194,9 @@ class StableDiffusion:
         # same context would then crash. A Python object is reused, so keep the weights.
         params.free_params_immediately = False
 
+        if lora_dir is not None and not os.path.isdir(lora_dir):
+            raise InvalidArgument(f"lora_dir is not a directory: {lora_dir}")
+        self.lora_dir = lora_dir
         self.files = {key: str(path) for key, path in files.items()}
         main_file = files.get("model") or files["diffusion_model"]
         self.model_name = os.path.splitext(os.path.basename(main_file))[0]
@@ -349,6 +355,9 @@ class StableDiffusion:
     ) -> list[np.ndarray]:
         if not self.supports_images:
             raise UnsupportedError("this model generates video; use generate_video()")
+        prompt, tag_loras = extract_lora_tags(prompt, self.lora_dir)
+        if tag_loras:
+            options = {**options, "loras": [*options.get("loras", ()), *tag_loras]}
         request = GenerationRequest(prompt=prompt, **options)
         seed = (
             request.seed

@@ -7,6 +7,7 @@ size and ``mtime_ns`` it had when hashed: a digest is reused only while both sti
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -20,7 +21,8 @@ from .._safetensors import atomic_write
 logger = logging.getLogger(__name__)
 
 # Large reads keep the per-call overhead negligible; hashlib releases the GIL while digesting,
-# so other threads keep running. 8 MiB measured as fast as sha256sum (see the report / tests).
+# so other threads keep running. Measured on a 1 GiB cached file (SHA-NI CPU): 1-8 MiB chunks all
+# ~1.57 GiB/s, like hashlib.file_digest and `openssl dgst`, 3.4x GNU sha256sum (no SHA-NI use).
 CHUNK_BYTES = 8 * 1024 * 1024
 CACHE_NAME = "hash_cache.json"
 _CACHE_VERSION = 1
@@ -50,10 +52,8 @@ def _advise_sequential(fd: int) -> None:
     # Lets the kernel read ahead aggressively on a cold cache; a no-op where unsupported.
     advise = getattr(os, "posix_fadvise", None)
     if advise is not None:
-        try:
+        with contextlib.suppress(OSError):
             advise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        except OSError:
-            pass
 
 
 class HashCache:

@@ -107,9 +107,13 @@ TYPE_INFO: dict[ModelType, TypeInfo] = {
     ModelType.VAE: TypeInfo(
         "Variational Autoencoder models", ("vae", "VAE"), _weights(*_SEED_WEIGHTS)
     ),
-    ModelType.PRESETS: TypeInfo("Generation preset files", ("presets",), (".json", ".yaml", ".yml")),
+    ModelType.PRESETS: TypeInfo(
+        "Generation preset files", ("presets",), (".json", ".yaml", ".yml")
+    ),
     ModelType.PROMPTS: TypeInfo("Prompt template files", ("prompts",), (".txt", ".json")),
-    ModelType.NEG_PROMPTS: TypeInfo("Negative prompt templates", ("neg_prompts",), (".txt", ".json")),
+    ModelType.NEG_PROMPTS: TypeInfo(
+        "Negative prompt templates", ("neg_prompts",), (".txt", ".json")
+    ),
     ModelType.TAESD: TypeInfo("Tiny AutoEncoder for SD", ("taesd",), _weights(*_SEED_WEIGHTS)),
     ModelType.ESRGAN: TypeInfo(
         "Super-resolution models", ("esrgan", "upscale_models", "ESRGAN"), _weights(*_SEED_UPSCALER)
@@ -118,9 +122,7 @@ TYPE_INFO: dict[ModelType, TypeInfo] = {
         "ControlNet models", ("controlnet", "ControlNet"), _weights(*_SEED_WEIGHTS)
     ),
     ModelType.UPSCALER: TypeInfo("Image upscaler models", ("upscaler",), _weights(*_SEED_UPSCALER)),
-    ModelType.EMBEDDING: TypeInfo(
-        "Textual embeddings", ("embeddings",), _weights(*_SEED_WEIGHTS)
-    ),
+    ModelType.EMBEDDING: TypeInfo("Textual embeddings", ("embeddings",), _weights(*_SEED_WEIGHTS)),
     ModelType.DIFFUSION_MODEL: TypeInfo(
         "Diffusion models without their text encoders and VAE (Flux, SD3.5, Wan, ...)",
         ("diffusion_models", "unet"),

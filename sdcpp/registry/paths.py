@@ -16,22 +16,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ..errors import InvalidArgument, SdcppError
+from .errors import ModelNotFoundError, UnsafePathError
 from .model_types import TYPE_INFO, WEIGHT_EXTENSIONS, ModelType
 
 logger = logging.getLogger(__name__)
-
-
-class RegistryError(SdcppError):
-    """Base of the model registry's errors."""
-
-
-class ModelNotFoundError(RegistryError, LookupError):
-    """No model (or file) by that id, path or name."""
-
-
-class UnsafePathError(RegistryError, InvalidArgument):
-    """The path would leave the models root (``..``, absolute, or a symlink pointing out)."""
 
 
 def normalize_relpath(relpath: str) -> str:
