@@ -90,8 +90,11 @@ def verdict(ok: bool) -> str:
 
 
 class Bench:
-    def __init__(self, quick: bool, peer_python: str | None, threads: int) -> None:
+    def __init__(
+        self, quick: bool, peer_python: str | None, threads: int, sdcpp_python: str
+    ) -> None:
         self.quick = quick
+        self.sdcpp_python = sdcpp_python
         self.peer_python = peer_python
         self.threads = threads
         self.rows: list[Row] = []
@@ -121,7 +124,9 @@ class Bench:
         ours, peer, cli_times, cli_rss = [], [], [], []
         ours_png, cli_png = self.work / "ours.png", self.work / "cli.png"
         for _ in range(rounds):  # interleaved: ours, peer, sd-cli
-            ours.append(run_child(sys.executable, "sdcpp", model, {**args, "png": str(ours_png)}))
+            ours.append(
+                run_child(self.sdcpp_python, "sdcpp", model, {**args, "png": str(ours_png)})
+            )
             if self.peer_python:
                 peer.append(run_child(self.peer_python, "peer", model, args))
             _, rss, out = timed_process(
@@ -214,7 +219,7 @@ class Bench:
     def leak(self, model: Path) -> None:
         many = 60 if self.quick else 200
         result = run_child(
-            sys.executable,
+            self.sdcpp_python,
             "sdcpp",
             model,
             {
@@ -262,7 +267,7 @@ class Bench:
             str(self.threads),
         ]
         sdcpp_cmd = [
-            str(Path(sys.executable).with_name("sdcpp")),
+            str(Path(self.sdcpp_python).with_name("sdcpp")),
             "generate",
             *common,
             "-o",
@@ -372,10 +377,16 @@ def main(argv: list[str] | None = None) -> int:
         help="python of an env with stable-diffusion-cpp-python 0.4.7 installed",
     )
     parser.add_argument("--threads", type=int, default=sdcpp.num_physical_cores())
+    parser.add_argument(
+        "--sdcpp-python",
+        default=sys.executable,
+        help="python whose sdcpp is measured (a clean venv, like the peer's, "
+        "keeps start-up imports comparable)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args(argv)
 
-    bench = Bench(args.quick, args.peer_python, args.threads)
+    bench = Bench(args.quick, args.peer_python, args.threads, args.sdcpp_python)
     print(header(args.threads), end="")
     small = synthetic.cached_checkpoint(synthetic.TINY_VARIANT)
     bench.generation(f"{synthetic.TINY_VARIANT} 64x64 4 steps", small, 64, 4)

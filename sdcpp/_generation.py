@@ -82,7 +82,7 @@ class GenerationRequest:
     extra: dict[str, Any] = field(default_factory=dict)  # reserved for dialect passthrough
 
 
-def _check_range(name: str, value: float | None, low: float, high: float) -> None:
+def check_range(name: str, value: float | None, low: float, high: float) -> None:
     if value is None:
         return
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
@@ -91,7 +91,7 @@ def _check_range(name: str, value: float | None, low: float, high: float) -> Non
         raise InvalidArgument(f"{name} must be between {low} and {high}, got {value}")
 
 
-def _check_int(name: str, value: int | None, low: int, high: int) -> None:
+def check_int(name: str, value: int | None, low: int, high: int) -> None:
     if value is None:
         return
     if not isinstance(value, int) or isinstance(value, bool):
@@ -123,7 +123,7 @@ def build_img_params(req: GenerationRequest, seed: int) -> Any:
     for name, side in (("width", width), ("height", height)):
         if side is None:
             continue
-        _check_int(name, side, 8, MAX_SIDE)
+        check_int(name, side, 8, MAX_SIDE)
         if side % 8:
             raise InvalidArgument(f"{name} must be a multiple of 8, got {side}")
         setattr(p, name, side)
@@ -153,15 +153,15 @@ def build_img_params(req: GenerationRequest, seed: int) -> Any:
         ]
     if req.photo_maker_id_embed:
         p.pm_id_embed_path = str(check_model_file(req.photo_maker_id_embed, "photo_maker_id_embed"))
-    _check_range("photo_maker_style_strength", req.photo_maker_style_strength, 0, 100)
+    check_range("photo_maker_style_strength", req.photo_maker_style_strength, 0, 100)
     if req.photo_maker_style_strength is not None:
         p.pm_style_strength = req.photo_maker_style_strength
 
-    _check_range("strength", req.strength, 0.0, 1.0)
-    _check_range("control_strength", req.control_strength, 0.0, 10.0)
-    _check_int("batch_count", req.batch_count, 1, MAX_BATCH)
-    _check_int("clip_skip", req.clip_skip, -1, 12)
-    _check_int("seed", seed, 0, 2**63 - 1)
+    check_range("strength", req.strength, 0.0, 1.0)
+    check_range("control_strength", req.control_strength, 0.0, 10.0)
+    check_int("batch_count", req.batch_count, 1, MAX_BATCH)
+    check_int("clip_skip", req.clip_skip, -1, 12)
+    check_int("seed", seed, 0, 2**63 - 1)
     for name in (
         "strength",
         "control_strength",
@@ -174,16 +174,16 @@ def build_img_params(req: GenerationRequest, seed: int) -> Any:
             setattr(p, name, value)
     p.batch_count = req.batch_count
     p.seed = seed
-    p.loras = [_lora(lora) for lora in req.loras]
+    p.loras = [native_lora(lora) for lora in req.loras]
 
     s = p.sample_params
-    _check_int("steps", req.steps, 1, MAX_STEPS)
-    _check_range("cfg_scale", req.cfg_scale, 0.0, 100.0)
-    _check_range("image_cfg_scale", req.image_cfg_scale, 0.0, 100.0)
-    _check_range("guidance", req.guidance, 0.0, 100.0)
-    _check_range("eta", req.eta, 0.0, 10.0)
-    _check_range("flow_shift", req.flow_shift, 0.0, 100.0)
-    _check_int("shifted_timestep", req.shifted_timestep, 0, 1000)
+    check_int("steps", req.steps, 1, MAX_STEPS)
+    check_range("cfg_scale", req.cfg_scale, 0.0, 100.0)
+    check_range("image_cfg_scale", req.image_cfg_scale, 0.0, 100.0)
+    check_range("guidance", req.guidance, 0.0, 100.0)
+    check_range("eta", req.eta, 0.0, 10.0)
+    check_range("flow_shift", req.flow_shift, 0.0, 100.0)
+    check_int("shifted_timestep", req.shifted_timestep, 0, 1000)
     for src, dst in (
         ("steps", "sample_steps"),
         ("cfg_scale", "txt_cfg"),
@@ -212,7 +212,7 @@ def build_img_params(req: GenerationRequest, seed: int) -> Any:
         s.slg_layers = [int(x) for x in slg.layers]
         for src in ("layer_start", "layer_end", "scale"):
             value = getattr(slg, src)
-            _check_range(f"skip_layer_guidance.{src}", value, 0.0, 100.0)
+            check_range(f"skip_layer_guidance.{src}", value, 0.0, 100.0)
             if value is not None:
                 setattr(s, f"slg_{src}", value)
     p.sample_params = s
@@ -232,10 +232,10 @@ def build_img_params(req: GenerationRequest, seed: int) -> Any:
     return p
 
 
-def _lora(lora: Lora) -> Any:
+def native_lora(lora: Lora) -> Any:
     if not isinstance(lora, Lora):
         raise InvalidArgument("loras must be sdcpp.Lora objects")
-    _check_range("lora multiplier", lora.multiplier, -100.0, 100.0)
+    check_range("lora multiplier", lora.multiplier, -100.0, 100.0)
     path = str(check_model_file(lora.path, "lora"))
     return _native.Lora(path, float(lora.multiplier), bool(lora.is_high_noise))
 
@@ -248,15 +248,15 @@ def _hires(hires: HiresFix) -> Any:
         if not hires.model_path:
             raise InvalidArgument("hires upscaler 'Model' needs hires.model_path")
         h.model_path = str(check_model_file(hires.model_path, "hires upscaler"))
-    _check_range("hires.scale", hires.scale, 1.0, 8.0)
-    _check_range("hires.denoising_strength", hires.denoising_strength, 0.01, 1.0)
-    _check_int("hires.steps", hires.steps, 1, MAX_STEPS)
+    check_range("hires.scale", hires.scale, 1.0, 8.0)
+    check_range("hires.denoising_strength", hires.denoising_strength, 0.01, 1.0)
+    check_int("hires.steps", hires.steps, 1, MAX_STEPS)
     for name in ("target_width", "target_height"):
         value = getattr(hires, name)
-        _check_int(f"hires.{name}", value, 8, MAX_SIDE)
+        check_int(f"hires.{name}", value, 8, MAX_SIDE)
         if value is not None and value % 8:
             raise InvalidArgument(f"hires.{name} must be a multiple of 8")
-    _check_int("hires.upscale_tile_size", hires.upscale_tile_size, 16, 4096)
+    check_int("hires.upscale_tile_size", hires.upscale_tile_size, 16, 4096)
     for name in (
         "scale",
         "target_width",

@@ -99,12 +99,11 @@ def _text_of(source: Any) -> str:
     if isinstance(source, str) and not os.path.exists(source):
         return source
     if isinstance(source, Image.Image):
-        image = source
-    elif isinstance(source, (bytes, bytearray)):
-        image = Image.open(io.BytesIO(source))
+        text = source.info.get("parameters")
     else:
-        image = Image.open(source)
-    text = image.info.get("parameters") or getattr(image, "text", {}).get("parameters")
+        raw = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+        with Image.open(raw) as image:
+            text = image.info.get("parameters")
     if not text:
         raise ValueError("the image carries no 'parameters' text")
     return str(text)

@@ -21,7 +21,7 @@ from PIL import Image
 
 from . import _native
 from ._files import check_model_file
-from ._generation import GenerationRequest, build_img_params, native_enum
+from ._generation import GenerationRequest, build_img_params, native_enum, native_lora
 from .errors import ClosedError, InvalidArgument, UnsupportedError
 from .images import to_pil
 from .loras import extract_lora_tags
@@ -35,6 +35,7 @@ from .options import (
     WeightType,
 )
 from .parameters import SAMPLER_NAMES, SCHEDULER_NAMES, format_parameters
+from .video import VideoRequest, build_vid_params
 
 logger = logging.getLogger(__name__)
 
@@ -359,11 +360,7 @@ class StableDiffusion:
         if tag_loras:
             options = {**options, "loras": [*options.get("loras", ()), *tag_loras]}
         request = GenerationRequest(prompt=prompt, **options)
-        seed = (
-            request.seed
-            if request.seed is not None and request.seed >= 0
-            else random.randrange(2**31)
-        )
+        seed = _resolve_seed(request.seed)
         params = build_img_params(request, seed)
         if preview_interval < 1:
             raise InvalidArgument("preview_interval must be at least 1")
@@ -387,6 +384,37 @@ class StableDiffusion:
         self.last_seeds = [seed + i for i in range(len(arrays))]
         self.last_generation_time = time.perf_counter() - started
         return list(arrays)
+
+    def generate_video(
+        self,
+        prompt: str,
+        *,
+        progress: ProgressCallback | None = None,
+        **options: Any,
+    ) -> list[Image.Image]:
+        """Generate video frames (Wan 2.x, LTX); keyword options are ``VideoRequest``'s.
+
+        Save them with ``sdcpp.video.save_animation(frames, "out.webp", fps=16)``.
+        """
+        with self._generate_lock:
+            self._begin()
+            try:
+                if not self.supports_video:
+                    raise UnsupportedError("this model generates images; use generate()")
+                prompt, tag_loras = extract_lora_tags(prompt, self.lora_dir)
+                request = VideoRequest(prompt=prompt, **options)
+                seed = _resolve_seed(request.seed)
+                loras = [native_lora(x) for x in [*request.loras, *tag_loras]]
+                params = build_vid_params(request, seed, loras)
+                started = time.perf_counter()
+                frames = self._ctx.generate_video(
+                    params, progress=_progress_adapter(progress, "sampling", started)
+                )
+                self.last_seeds = [seed]
+                self.last_generation_time = time.perf_counter() - started
+            finally:
+                self._end()
+        return [to_pil(frame) for frame in frames]
 
     def cancel(self) -> None:
         """Stop the running generation at its next sampling step (no-op when idle).
@@ -413,6 +441,11 @@ class StableDiffusion:
             self._busy = False
             if _native.HAS_CANCEL and not self._ctx.closed:
                 self._ctx.set_cancel(False)
+
+
+def _resolve_seed(seed: int | None) -> int:
+    """None or negative: a fresh random seed, reported back to the caller."""
+    return seed if seed is not None and seed >= 0 else random.randrange(2**31)
 
 
 def _progress_adapter(

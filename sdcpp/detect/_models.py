@@ -163,7 +163,11 @@ def flux(c: Ctx) -> Verdict | None:
         img_in, double, single = "img_in.weight", "double_blocks.", "single_blocks."
         guidance = d.starts("guidance_in.")
     elif d.starts("single_transformer_blocks."):
-        img_in, double, single = "x_embedder.weight", "transformer_blocks.", "single_transformer_blocks."
+        img_in, double, single = (
+            "x_embedder.weight",
+            "transformer_blocks.",
+            "single_transformer_blocks.",
+        )
         guidance = d.starts("time_text_embed.guidance_embedder.")
     else:
         return None

@@ -150,3 +150,9 @@ def test_bad_input_raises_and_context_survives(tiny: sdcpp.StableDiffusion, kw, 
     with pytest.raises(sdcpp.InvalidArgument, match=error):
         tiny.generate("a cat", **{**SMALL, **kw})
     assert tiny.generate("a cat", seed=1, **SMALL)[0].size == (64, 64)
+
+
+def test_generate_video_on_an_image_model_is_unsupported(tiny: sdcpp.StableDiffusion) -> None:
+    assert tiny.supports_images and not tiny.supports_video
+    with pytest.raises(sdcpp.UnsupportedError, match="generates images"):
+        tiny.generate_video("waves", video_frames=5)

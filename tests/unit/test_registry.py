@@ -293,9 +293,10 @@ def test_pagination(reg: ModelRegistry) -> None:
     assert [e.path for p in pages for e in p.items] == everything
     assert reg.list(limit=4, page=9).items == ()
     assert reg.list(limit=4, page=2).to_dict()["page"] == 2
-    for bad in ({"page": 0}, {"limit": 0}):
-        with pytest.raises(InvalidArgument):
-            reg.list(**bad)
+    with pytest.raises(InvalidArgument):
+        reg.list(page=0)
+    with pytest.raises(InvalidArgument):
+        reg.list(limit=0)
 
 
 def test_get_by_id_path_and_name(reg: ModelRegistry, models: Path) -> None:
