@@ -36,7 +36,7 @@ export CMAKE_ARGS="-DSD_CUDA=ON -DGGML_CUDA_NO_VMM=ON -DCMAKE_CUDA_ARCHITECTURES
  -DCMAKE_SHARED_LINKER_FLAGS=-Wl,-rpath-link,$lib ${CMAKE_ARGS:-}"
 start=$(date +%s)
 python -m pip wheel --no-build-isolation --no-deps -w dist/cuda \
-  -C build-dir=build/cuda -C cmake.verbose=false .
+  -C build-dir=build/cuda .
 echo "CUDA build (archs $archs) took $(( $(date +%s) - start )) s"
 python - <<'EOF'
 import glob, zipfile

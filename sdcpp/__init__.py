@@ -11,6 +11,7 @@ from . import _native
 from ._generation import GenerationRequest
 from ._logging import set_log_callback
 from .convert import convert
+from .detect import Detection, detect, detect_from_tensors
 from .errors import (
     Cancelled,
     ClosedError,
@@ -37,6 +38,7 @@ from .options import (
     VaeTiling,
     WeightType,
 )
+from .parameters import read_parameters
 from .stable_diffusion import Progress, StableDiffusion
 from .upscaler import Upscaler
 
@@ -48,6 +50,7 @@ __all__ = [
     "Cancelled",
     "ClosedError",
     "ConversionError",
+    "Detection",
     "GenerationError",
     "GenerationRequest",
     "HiresFix",
@@ -71,9 +74,12 @@ __all__ = [
     "WeightType",
     "__version__",
     "convert",
+    "detect",
+    "detect_from_tensors",
     "engine_commit",
     "engine_version",
     "num_physical_cores",
+    "read_parameters",
     "set_log_callback",
     "system_info",
 ]

@@ -35,7 +35,14 @@ from dataclasses import dataclass
 from . import _components, _models, _read, _unet
 from ._table import Ctx, Names, Shape, Verdict, parts
 
-__all__ = ["CANONICAL_IDS", "Detection", "detect", "detect_from_tensors"]
+__all__ = [
+    "CANONICAL_IDS",
+    "COMPONENT_IDS",
+    "MODEL_IDS",
+    "Detection",
+    "detect",
+    "detect_from_tensors",
+]
 
 MODEL_IDS = (
     "sd1",

@@ -235,7 +235,8 @@ def llm(c: Ctx) -> Verdict | None:
 
 
 # Run before the diffusion families: these files reuse diffusion-model tensor names.
-ADAPTERS: tuple[_C, ...] = (lora, controlnet, photomaker, esrgan, embedding)
+# PhotoMaker goes first: its file carries LoRA weights for the UNet beside the ID encoder.
+ADAPTERS: tuple[_C, ...] = (photomaker, lora, controlnet, esrgan, embedding)
 # Run after them: a checkpoint contains a VAE and text encoders, so these only name files
 # that have no diffusion model.
 ENCODERS: tuple[_C, ...] = (vae, taesd, clip_vision, clip_text, t5, llm)

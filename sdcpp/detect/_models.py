@@ -96,6 +96,11 @@ def z_image(c: Ctx) -> Verdict | None:
         c.ev("cap_embedder.0.weight"),
         f"{d.count('layers.')} main layers, {d.count('noise_refiner.')} noise refiner layers",
     )
+    # z_image.hpp builds one fixed size (Qwen3-4B captions, 2560 wide); Lumina-Image-2.0 shares
+    # the NextDiT layout with Gemma-2 captions (2304 wide) and would not load as Z-Image.
+    width = d.dim("cap_embedder.0.weight", 0)
+    if width not in (None, 2560):
+        return Verdict("unknown", "NextDiT (Lumina-2 family)", (*evidence, "not Z-Image's width"))
     return Verdict("z_image", "Z-Image", evidence)
 
 
@@ -105,14 +110,11 @@ def wan(c: Ctx) -> Verdict | None:
     if not d.has("blocks.0.cross_attn.norm_k.weight"):
         return None
     layers = d.count("blocks.")
-    # Patch embedding is Conv3d [dim, in_dim, 1, 2, 2]; GGUF files may merge the first two axes,
-    # so in_dim comes from element counts: in_dim = numel(weight) / (dim * kernel volume).
+    # Patch embedding is Conv3d [dim, in_dim, 1, 2, 2] (Wan's patch is 1x2x2); GGUF files may
+    # merge or reshape axes, so in_dim comes from element counts: numel / (dim * 4).
     dim = d.numel("patch_embedding.bias") or d.dim("patch_embedding.weight", 0)
-    weight = d.shape("patch_embedding.weight")
-    in_dim = None
-    if dim and weight is not None and len(weight) >= 3:
-        in_dim = d.numel("patch_embedding.weight") // (dim * weight[-1] * weight[-2])
-        in_dim //= weight[-3] if len(weight) == 5 else 1
+    numel = d.numel("patch_embedding.weight")
+    in_dim = numel // (dim * 4) if dim and numel else None
     evidence = [f"{layers} blocks, dim {dim}, patch embedding in-channels {in_dim}"]
     evidence.append(c.ev("patch_embedding.weight"))
     size = {30: "1.3B", 40: "14B"}.get(layers, "")

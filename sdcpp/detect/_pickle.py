@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pickletools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 # torch storage classes -> the dtype names safetensors uses
 _STORAGE_DTYPES = {
@@ -194,7 +194,7 @@ def _run(data: bytes) -> Any:
             if isinstance(stack[-1], _Dict) and isinstance(key, str | int):
                 stack[-1].items[key] = value
         elif name in {"PUT", "BINPUT", "LONG_BINPUT"}:
-            memo[arg] = stack[-1]
+            memo[cast(int, arg)] = stack[-1]
         elif name == "MEMOIZE":
             memo[len(memo)] = stack[-1]
         elif name in {"GET", "BINGET", "LONG_BINGET"}:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import mmap
+import os
 import struct
 import zipfile
 from collections import Counter
@@ -41,6 +42,7 @@ _SCALARS = {
     12: "d",
 }
 _MAX_COUNT = 100_000_000
+_MAX_STRING = 64 * 1024 * 1024
 _MAX_PICKLE = 512 * 1024 * 1024
 # City96's GGUF converter stores the original shape of tensors ggml cannot hold (5-D convs)
 _ORIG_SHAPE = "comfy.gguf.orig_shape."
@@ -56,7 +58,7 @@ class Table:
     evidence: list[str] = field(default_factory=list)
 
 
-def read(path: str | Path) -> Table:
+def read(path: str | os.PathLike[str]) -> Table:
     p = Path(path).expanduser()
     try:
         with p.open("rb") as f:
@@ -74,7 +76,9 @@ def read(path: str | Path) -> Table:
 def _safetensors_table(p: Path) -> Table:
     header, _ = _safetensors.read_header(p)
     meta = header.pop("__metadata__", None) or {}
-    shapes = {name: tuple(int(x) for x in info["shape"]) for name, info in header.items()}
+    shapes: dict[str, Shape | None] = {
+        name: tuple(int(x) for x in info["shape"]) for name, info in header.items()
+    }
     dtypes = Counter(str(info["dtype"]) for info in header.values())
     metadata = {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
     return Table("safetensors", shapes, dtypes, metadata)
@@ -94,11 +98,13 @@ class _Cursor:
     def count(self) -> int:
         n = int(self.take(_U64))
         if n > _MAX_COUNT:
-            raise ModelLoadError(f"implausible GGUF count {n}")
+            raise ValueError(f"implausible GGUF count {n}")
         return n
 
     def string(self) -> str:
         n = self.count()
+        if n > _MAX_STRING:
+            raise ValueError(f"implausible GGUF string length {n}")
         raw = self.buf[self.pos : self.pos + n]
         if len(raw) != n:
             raise struct.error("string past the end")
@@ -111,7 +117,7 @@ class _Cursor:
         if vtype == 8:
             return self.string()
         if vtype != 9:
-            raise ModelLoadError(f"unknown GGUF value type {vtype}")
+            raise ValueError(f"unknown GGUF value type {vtype}")
         item, n = self.take(_U32), self.count()
         if item in _SCALARS and not keep:  # fixed-size items: jump over them
             self.pos += n * struct.calcsize(_SCALARS[item])
@@ -130,8 +136,10 @@ def _gguf(p: Path) -> Table:
     try:
         with p.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
             info = _walk_gguf(_Cursor(buf))
-    except (struct.error, ValueError, OverflowError) as exc:
-        raise ModelLoadError(f"model file has a truncated or broken GGUF header: {p}") from exc
+    except struct.error as exc:  # a read ran past the end of the file
+        raise ModelLoadError(f"model file has a truncated GGUF header: {p}") from exc
+    except (ValueError, OverflowError) as exc:
+        raise ModelLoadError(f"model file has a broken GGUF header: {p}: {exc}") from exc
     except OSError as exc:
         raise ModelLoadError(f"model file cannot be read: {p}: {exc}") from exc
     if info.data_end > size:
@@ -158,7 +166,7 @@ def _walk_gguf(r: _Cursor) -> GGUFInfo:
     r.pos = 4
     version = r.take(_U32)
     if version not in (2, 3):
-        raise ModelLoadError(f"model file has unsupported GGUF version {version}")
+        raise ValueError(f"unsupported GGUF version {version}")
     n_tensors, n_kv = r.count(), r.count()
     metadata: dict[str, Any] = {}
     for _ in range(n_kv):
@@ -171,7 +179,7 @@ def _walk_gguf(r: _Cursor) -> GGUFInfo:
         name = r.string()
         n_dims = r.take(_U32)
         if n_dims > 8:
-            raise ModelLoadError(f"GGUF tensor {name!r} has {n_dims} dimensions")
+            raise ValueError(f"GGUF tensor {name!r} has {n_dims} dimensions")
         shape = tuple(int(r.take(_U64)) for _ in range(n_dims))
         tensors.append(GGUFTensor(name, shape, int(r.take(_U32)), int(r.take(_U64))))
     alignment = int(metadata.get("general.alignment", 32)) or 32

@@ -79,6 +79,13 @@ def unet(c: Ctx) -> Verdict | None:
         return Verdict("ssd1b", "Segmind Vega", tuple(ev))
 
     width = context or token_width
+    if width is None:  # names only (a pickle of foreign objects): the text encoder's naming
+        if c.full.starts("cond_stage_model.transformer."):
+            width = 768
+            ev.append("HF CLIP-L text encoder names (cond_stage_model.transformer.*), no shapes")
+        elif c.full.starts("cond_stage_model.model."):
+            width = 1024
+            ev.append("OpenCLIP text encoder names (cond_stage_model.model.*), no shapes")
     if width == 768:
         if mid:
             return Verdict("sd1", f"Stable Diffusion 1.x{suffix}", tuple(ev))
