@@ -14,13 +14,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
 from . import _native
-from ._files import check_model_file
+from ._context import build_ctx_params
 from ._generation import GenerationRequest, build_img_params, native_enum, native_lora
 from .errors import ClosedError, InvalidArgument, UnsupportedError
 from .images import to_pil
@@ -36,6 +36,9 @@ from .options import (
 )
 from .parameters import SAMPLER_NAMES, SCHEDULER_NAMES, format_parameters
 from .video import VideoRequest, build_vid_params
+
+if TYPE_CHECKING:
+    from .plan import ContextPlan, RecommendedDefaults
 
 logger = logging.getLogger(__name__)
 
@@ -61,53 +64,6 @@ class Progress:
 ProgressCallback = Callable[[Progress], Any]
 PreviewCallback = Callable[[int, list[Image.Image], bool], Any]
 
-# Constructor keyword -> native CtxParams path field.
-_MODEL_FILES = {
-    "model": "model_path",
-    "diffusion_model": "diffusion_model_path",
-    "high_noise_diffusion_model": "high_noise_diffusion_model_path",
-    "vae": "vae_path",
-    "taesd": "taesd_path",
-    "clip_l": "clip_l_path",
-    "clip_g": "clip_g_path",
-    "clip_vision": "clip_vision_path",
-    "t5xxl": "t5xxl_path",
-    "llm": "llm_path",
-    "llm_vision": "llm_vision_path",
-    "control_net": "control_net_path",
-    "photo_maker": "photo_maker_path",
-}
-_ENUM_SETTINGS: dict[str, tuple[type, Any]] = {
-    "wtype": (WeightType, _native.SdType),
-    "rng": (RngType, _native.RngType),
-    "sampler_rng": (RngType, _native.RngType),
-    "prediction": (Prediction, _native.Prediction),
-    "lora_apply_mode": (LoraApplyMode, _native.LoraApplyMode),
-}
-_NATIVE_NAMES = {"rng": "rng_type", "sampler_rng": "sampler_rng_type"}
-_PLAIN_SETTINGS = (
-    "n_threads",
-    "vae_decode_only",
-    "offload_params_to_cpu",
-    "enable_mmap",
-    "keep_clip_on_cpu",
-    "keep_control_net_on_cpu",
-    "keep_vae_on_cpu",
-    "flash_attn",
-    "diffusion_flash_attn",
-    "tae_preview_only",
-    "diffusion_conv_direct",
-    "vae_conv_direct",
-    "circular_x",
-    "circular_y",
-    "force_sdxl_vae_conv_scale",
-    "chroma_use_dit_mask",
-    "chroma_use_t5_mask",
-    "chroma_t5_mask_pad",
-    "qwen_image_zero_cond_t",
-    "max_vram",
-)
-
 
 class StableDiffusion:
     """A loaded diffusion model.
@@ -119,8 +75,37 @@ class StableDiffusion:
     plus companions (``vae``, ``clip_l``, ``t5xxl``, ``llm``, ...). Settings left ``None`` keep
     the engine's defaults; ``n_threads`` defaults to the number of physical cores.
     ``vae_decode_only`` defaults to False here so img2img and inpainting work on any instance.
-    ``lora_dir`` lets prompts name LoRAs with ``<lora:name:weight>`` tags.
+    ``lora_dir`` lets prompts name LoRAs with ``<lora:name:weight>`` tags; ``embedding_dir``
+    makes every textual-inversion file in it usable in prompts by its file name.
     """
+
+    # Set by from_models_dir: the architecture's recommended settings (advisory: generate()
+    # keeps the engine's defaults) and the plan the context was created from.
+    recommended: RecommendedDefaults | None = None
+    plan: ContextPlan | None = None
+
+    @classmethod
+    def from_models_dir(
+        cls,
+        name: str,
+        *,
+        models_dir: PathLike,
+        data_dir: PathLike | None = None,
+        **kwargs: Any,
+    ) -> StableDiffusion:
+        """Load checkpoint or diffusion model ``name`` (id, relative path or file name) from a
+        models directory: its architecture is detected, the load method and companions (VAE,
+        text encoders, ...) chosen by ``sdcpp.plan``. Explicit keywords override the plan.
+
+        Raises ModelLoadError naming each missing companion; if the planned load fails, the
+        other method (model_path <-> diffusion_model_path) is tried, with a logged warning.
+        """
+        from .plan import load_from_models_dir  # lazy: plan imports this module to load
+
+        sd: StableDiffusion = load_from_models_dir(
+            name, models_dir=models_dir, data_dir=data_dir, loader=cls, **kwargs
+        )
+        return sd
 
     def __init__(
         self,
@@ -139,6 +124,7 @@ class StableDiffusion:
         control_net: PathLike | None = None,
         photo_maker: PathLike | None = None,
         embeddings: Mapping[str, PathLike] | None = None,
+        embedding_dir: PathLike | None = None,
         lora_dir: PathLike | None = None,
         tensor_type_rules: str | None = None,
         n_threads: int | None = None,
@@ -168,33 +154,7 @@ class StableDiffusion:
         max_vram: float | None = None,
         progress: ProgressCallback | None = None,
     ) -> None:
-        settings = dict(locals())
-        params = _native.CtxParams()
-        files = {key: settings[key] for key in _MODEL_FILES if settings[key] is not None}
-        if "model" not in files and "diffusion_model" not in files:
-            raise InvalidArgument("give model= (a full checkpoint) or diffusion_model=")
-        for key, path in files.items():
-            setattr(params, _MODEL_FILES[key], str(check_model_file(path, key)))
-        if embeddings:
-            params.embeddings = [
-                (name, str(check_model_file(path, f"embedding {name}")))
-                for name, path in embeddings.items()
-            ]
-        if tensor_type_rules:
-            params.tensor_type_rules = tensor_type_rules
-        if n_threads is not None and n_threads < 1:
-            raise InvalidArgument("n_threads must be at least 1")
-        for key in _PLAIN_SETTINGS:
-            if settings[key] is not None:
-                setattr(params, key, settings[key])
-        for key, (py_enum, native_type) in _ENUM_SETTINGS.items():
-            if settings[key] is not None:
-                value = native_enum(settings[key], py_enum, native_type, key)
-                setattr(params, _NATIVE_NAMES.get(key, key), value)
-        # The engine frees weights after the first generation by default; a second call on the
-        # same context would then crash. A Python object is reused, so keep the weights.
-        params.free_params_immediately = False
-
+        params, files = build_ctx_params(locals())
         if lora_dir is not None and not os.path.isdir(lora_dir):
             raise InvalidArgument(f"lora_dir is not a directory: {lora_dir}")
         self.lora_dir = lora_dir

@@ -40,12 +40,13 @@ class _Record:
 
 
 def companions_for(detection: Any) -> list[str]:
-    """Companion files a detected model still needs (VAE, text encoders, ...).
+    """Companion slots a detected model needs beyond its own file (``"vae"``, ``"t5xxl"``, ...).
 
-    Honest placeholder: the registry knows nothing beyond detection yet, so this says nothing.
-    The context-plan work (seed 002's requirement tables) will fill it in.
+    Seed 002's requirement tables, as ``sdcpp.plan.ARCHITECTURES`` holds them.
     """
-    return []
+    from ..plan import companions_for as plan_companions  # lazy: the plan imports the registry
+
+    return plan_companions(detection)
 
 
 def _default_detector(path: Path) -> Any:
@@ -176,14 +177,28 @@ class ModelRegistry:
     def by_type(self, type: ModelType | str) -> list[ModelEntry]:
         return list(self.list(type=type, limit=None).items)
 
-    def requirements(self, id_or_name: str) -> list[str]:
-        """Missing companions of a model; currently only what ``companions_for`` knows (none)."""
+    def detection(self, id_or_name: str) -> Any:
+        """The detection of a model file; None for text files and files detection failed on."""
         entry = self.get(id_or_name)
         with self._lock:
             record = self._records.get(entry.id)
-        if record is None or record.detected is None or record.detected.detection is None:
+        if record is None or record.detected is None:
+            return None
+        return record.detected.detection
+
+    def requirements(self, id_or_name: str) -> list[str]:
+        """Companion slots a model needs beyond its own file (``companions_for``)."""
+        detection = self.detection(id_or_name)
+        return [] if detection is None else list(companions_for(detection))
+
+    def missing_companions(self, id_or_name: str) -> list[str]:
+        """Required companion slots that no file in this models dir satisfies."""
+        entry = self.get(id_or_name)
+        if not entry.type & (ModelType.CHECKPOINT | ModelType.DIFFUSION_MODEL):
             return []
-        return list(companions_for(record.detected.detection))
+        from ..plan import plan_from_registry  # lazy: the plan imports the registry
+
+        return [m.slot for m in plan_from_registry(self, entry.id).missing]
 
     # -- hashing ----------------------------------------------------------------------------
 

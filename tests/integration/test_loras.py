@@ -54,3 +54,18 @@ def test_prompt_tag_applies_the_lora(tiny_path: Path, lora_dir: Path) -> None:
 def test_unknown_lora_tag_is_refused_before_generation(tiny: sdcpp.StableDiffusion) -> None:
     with pytest.raises(sdcpp.InvalidArgument, match="no LoRA directory"):
         tiny.generate("a cat <lora:nothing:1>", **SMALL)
+
+
+def test_embedding_dir_makes_textual_inversions_usable(tiny_path: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    _safetensors.save(
+        tmp_path / "inkstyle.safetensors",
+        {"emb_params": (rng.standard_normal((2, 768)) * 0.5).astype(np.float16)},
+    )
+    with sdcpp.StableDiffusion(tiny_path, n_threads=2) as plain_sd:
+        plain = np.asarray(plain_sd.generate("a cat, inkstyle", **SMALL)[0]).astype(int)
+    with sdcpp.StableDiffusion(tiny_path, n_threads=2, embedding_dir=tmp_path) as sd:
+        styled = np.asarray(sd.generate("a cat, inkstyle", **SMALL)[0]).astype(int)
+        without_word = np.asarray(sd.generate("a cat", **SMALL)[0]).astype(int)
+    assert np.abs(styled - plain).mean() > 0.5  # the word now means the embedding's vectors
+    assert not np.array_equal(styled, without_word)
