@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-class _EngineEnum(str, enum.Enum):
+class _EngineEnum(enum.StrEnum):
     """A str enum accepting its value case-insensitively (``"Euler_A"`` -> EULER_A)."""
 
     @classmethod
@@ -23,9 +23,6 @@ class _EngineEnum(str, enum.Enum):
                 if member.value.lower() == folded:
                     return member
         return None
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class SampleMethod(_EngineEnum):

@@ -5,6 +5,7 @@
     sdcpp convert -m IN -o OUT.gguf --type q8_0        quantize or convert a model
     sdcpp upscale --upscale-model M -i IN -o OUT       enlarge an image with an ESRGAN model
     sdcpp models list|info|hash|detect [--json]        the models directory
+    sdcpp serve [--host --port --data-dir ...]         the REST server
 
 User errors print one line and exit with status 1 (2 for bad command lines), no traceback.
 """
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import SdcppError
-from . import generate, models, tools
+from . import generate, models, serve, tools
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     tools.register(sub)
     generate.register(sub)
     models.register(sub)
+    serve.register(sub)
     return parser
 
 

@@ -64,7 +64,12 @@ def load_with_fallback(plan: ContextPlan, *, loader: Loader | None = None, **kwa
 def plan_from_registry(registry: ModelRegistry, name: str) -> ContextPlan:
     """Plan for the checkpoint or diffusion model ``name`` (id, relative path or name) with
     the registry's VAEs, text encoders and diffusion models as candidate companions."""
-    entry = registry.get(name, type=MODEL_TYPES)
+    from ..registry import ModelNotFoundError
+
+    try:
+        entry = registry.get(name, type=MODEL_TYPES)
+    except ModelNotFoundError:
+        entry = registry.get(name)  # to say what it is instead, if it exists at all
     if not entry.type & MODEL_TYPES:
         raise InvalidArgument(
             f"{name!r} is a {entry.type.slug} ({entry.path}), not a checkpoint or diffusion model"

@@ -33,6 +33,10 @@ _PART_FOR_SLOT = {
     "t5xxl": "text encoder(s)",
     "llm": "text encoder(s)",
 }
+_LOAD_AS_FOR_ROLE: dict[str, LoadAs] = {
+    "checkpoint": "model",
+    "diffusion_model": "diffusion_model",
+}
 _ALL_PARTS = frozenset({"diffusion model", "VAE", "text encoder(s)"})
 # Where a missing companion goes (the registry's canonical folders).
 _FOLDER_FOR_SLOT = {
@@ -137,12 +141,12 @@ def kind_tags(detection: Any) -> tuple[str, ...]:
         elif name.startswith("T5-XXL"):
             tags.append("t5xxl:t5")
     elif id_ == "llm":
-        family = _LLM_FAMILIES.get(name.removesuffix(" text encoder"))
+        llm = _LLM_FAMILIES.get(name.removesuffix(" text encoder"))
         hidden = _number(r"hidden size (\d+)", evidence)
-        if family:
-            tags.append(f"llm:{family}")
+        if llm:
+            tags.append(f"llm:{llm}")
             if hidden:
-                tags.append(f"llm:{family}@{hidden}")
+                tags.append(f"llm:{llm}@{hidden}")
     elif id_ == "clip_vision":
         m = re.search(r"ViT-(\w+)/", name)
         if m:
@@ -187,9 +191,7 @@ def plan_for(
             "loading with model_path, then diffusion_model_path (seed 002's fallback)"
         )
     else:
-        load_as = {"checkpoint": "model", "diffusion_model": "diffusion_model"}.get(
-            str(role), spec.load_as
-        )
+        load_as = _LOAD_AS_FOR_ROLE.get(str(role), spec.load_as)
         if load_as != spec.load_as:
             notes.append(f"packaged as a {role}: loading with {load_as}_path")
     notes.extend(spec.notes)

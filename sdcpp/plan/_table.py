@@ -206,12 +206,18 @@ def _high_noise(model_id: str, *also: str) -> Companion:
 _SDXL = RecommendedDefaults(width=1024, height=1024)
 _SD3 = RecommendedDefaults(cfg_scale=4.5, width=1024, height=1024, keep_clip_on_cpu=True)
 _FLUX = RecommendedDefaults(cfg_scale=1.0, keep_clip_on_cpu=True)
-_BIG = {"offload_params_to_cpu": True, "diffusion_flash_attn": True}
-_QWEN = RecommendedDefaults(cfg_scale=2.5, **_BIG)  # flow_shift 3 is the engine's default
+
+
+def _big(**options: Any) -> RecommendedDefaults:
+    """Settings for the large models, whose docs run --offload-to-cpu --diffusion-fa."""
+    return RecommendedDefaults(offload_params_to_cpu=True, diffusion_flash_attn=True, **options)
+
+
+_QWEN = _big(cfg_scale=2.5)  # flow_shift 3 is the engine's default
 _WAN21 = RecommendedDefaults(
     cfg_scale=6.0, width=832, height=480, flow_shift=3.0, video_frames=33, diffusion_flash_attn=True
 )
-_WAN22_A14B = RecommendedDefaults(
+_WAN22_A14B = _big(
     cfg_scale=3.5,
     steps=10,
     high_noise_cfg_scale=3.5,
@@ -220,18 +226,16 @@ _WAN22_A14B = RecommendedDefaults(
     height=480,
     flow_shift=3.0,
     video_frames=33,
-    **_BIG,
 )
 
-_UNET_NOTE = "a standalone UNet needs its VAE and text encoder beside it"
 _SD2_TE = Companion(
-    "clip_l", (), hint="an OpenCLIP-H text encoder (no kind is detected for it: pass clip_l=)"
+    "clip_l", (), hint="an OpenCLIP-H text encoder (the detector has no kind for it)"
 )
 
 ARCHITECTURES: dict[str, ArchSpec] = {
     # Full checkpoints: every part inside, loaded with model_path. The companions only apply
     # to files holding the diffusion model alone (a part the checkpoint carries is not asked for).
-    "sd1": ArchSpec("Stable Diffusion 1.x", "model", (VAE_KL4, CLIP_L), notes=(_UNET_NOTE,)),
+    "sd1": ArchSpec("Stable Diffusion 1.x", "model", (VAE_KL4, CLIP_L)),
     "sd1_tiny": ArchSpec("SD 1.x tiny UNet", "model", (VAE_KL4, CLIP_L)),
     "sd2": ArchSpec("Stable Diffusion 2.x", "model", (VAE_KL4, _SD2_TE)),
     "sdxl": ArchSpec(
@@ -302,34 +306,34 @@ ARCHITECTURES: dict[str, ArchSpec] = {
                 "(e.g. Mistral-Small-3.2-24B-Instruct-2506-Q4_K_M.gguf)",
             ),
         ),
-        RecommendedDefaults(cfg_scale=1.0, **_BIG),
+        _big(cfg_scale=1.0),
     ),
     "flux2_klein_4b": ArchSpec(
         "FLUX.2 [klein] 4B",
         "diffusion_model",
         (VAE_KL32, _qwen3(2560, "4b")),
-        RecommendedDefaults(cfg_scale=1.0, steps=4, **_BIG),
+        _big(cfg_scale=1.0, steps=4),
         notes=("klein base (undistilled) models want --cfg-scale 4 and 20 steps instead",),
     ),
     "flux2_klein_9b": ArchSpec(
         "FLUX.2 [klein] 9B",
         "diffusion_model",
         (VAE_KL32, _qwen3(4096, "8b")),
-        RecommendedDefaults(cfg_scale=1.0, steps=4, **_BIG),
+        _big(cfg_scale=1.0, steps=4),
         notes=("klein base (undistilled) models want --cfg-scale 4 and 20 steps instead",),
     ),
     "flux2_klein": ArchSpec(
         "FLUX.2 [klein]",
         "diffusion_model",
         (VAE_KL32, Companion("llm", ("llm:qwen3",), hint="a Qwen3 4B or 8B text encoder")),
-        RecommendedDefaults(cfg_scale=1.0, steps=4, **_BIG),
+        _big(cfg_scale=1.0, steps=4),
     ),
     # docs/qwen_image*.md. The Qwen-Image VAE is a Wan 2.1-architecture VAE: both fit by shape.
     "qwen_image": ArchSpec(
         "Qwen-Image",
         "diffusion_model",
         (VAE_QWEN, QWEN25VL),
-        RecommendedDefaults(cfg_scale=2.5, width=1024, height=1024, **_BIG),
+        _big(cfg_scale=2.5, width=1024, height=1024),
     ),
     "qwen_image_edit": ArchSpec(
         "Qwen-Image-Edit", "diffusion_model", (VAE_QWEN, QWEN25VL, QWEN25VL_VISION), _QWEN
@@ -349,7 +353,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         "Z-Image",
         "diffusion_model",
         (VAE_KL16, _qwen3(2560, "4b")),
-        RecommendedDefaults(cfg_scale=1.0, **_BIG),
+        _big(cfg_scale=1.0),
         notes=("Z-Image base (not Turbo) wants --cfg-scale 5",),
     ),
     # docs/wan.md: UMT5-XXL for all; CLIP vision H for 2.1 I2V/FLF2V (the engine builds it for
@@ -378,9 +382,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         "Wan 2.2 TI2V 5B",
         "diffusion_model",
         (VAE_WAN48, UMT5),
-        RecommendedDefaults(
-            cfg_scale=6.0, width=480, height=832, flow_shift=3.0, video_frames=33, **_BIG
-        ),
+        _big(cfg_scale=6.0, width=480, height=832, flow_shift=3.0, video_frames=33),
     ),
     "wan2.2_i2v": ArchSpec(
         "Wan 2.2 I2V A14B",

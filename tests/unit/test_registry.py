@@ -486,7 +486,11 @@ def test_stats(reg: ModelRegistry) -> None:
 def test_requirements_go_through_the_companions_hook(
     reg: ModelRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert reg.requirements("dit") == []  # honest: nothing is known beyond detection yet
+    assert reg.requirements("dit") == [
+        "vae",
+        "clip_l",
+        "t5xxl",
+    ]  # honest: nothing is known beyond detection yet
     seen: list[Any] = []
 
     def companions(detection: Any) -> list[str]:

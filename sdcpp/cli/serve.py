@@ -1,0 +1,82 @@
+"""``sdcpp serve``: run the REST server (uvicorn) on the settings from flags, env and config."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+
+logger = logging.getLogger("sdcpp.serve")
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    serve = sub.add_parser("serve", help="run the REST server")
+    serve.add_argument("--host", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8080)")
+    serve.add_argument("--data-dir", help="database, outputs, secrets (default ./sdcpp-data)")
+    serve.add_argument("--models-dir", help="models (default {data-dir}/models)")
+    serve.add_argument("--output-dir", help="generated files (default {data-dir}/outputs)")
+    serve.add_argument("--model", help="default model (name, id or path inside the models dir)")
+    serve.add_argument("--threads", type=int, help="engine threads (default: physical cores)")
+    serve.add_argument(
+        "--cors-origin",
+        action="append",
+        dest="cors_origins",
+        help="allowed browser origin (repeatable)",
+    )
+    serve.add_argument("--max-queue", type=int, help="queued jobs before 503 (default 100)")
+    serve.add_argument("--config", help="JSON or TOML file with any of these settings")
+    serve.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ..server import Settings, create_app
+
+    cli = {
+        k: getattr(args, k)
+        for k in (
+            "host",
+            "port",
+            "data_dir",
+            "models_dir",
+            "output_dir",
+            "model",
+            "threads",
+            "cors_origins",
+            "max_queue",
+        )
+    }
+    settings = Settings.load(cli=cli, config_file=args.config)
+    if not _is_loopback(settings.host):
+        logger.warning(
+            "LISTENING ON %s WITHOUT AUTHENTICATION: anyone who can reach this port "
+            "can use the server",
+            settings.host,
+        )
+    logger.warning(
+        "sdcpp serve on http://%s:%d (data in %s, models in %s)",
+        settings.host,
+        settings.port,
+        settings.data_dir,
+        settings.models_path,
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace),
+    )
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

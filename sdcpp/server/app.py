@@ -1,0 +1,98 @@
+"""``create_app(settings)``: routes, middleware, exception handlers and lifespan in one place."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+
+from ..errors import InvalidArgument, SdcppError
+from ..registry import ModelRegistry
+from .errors import ApiError, error_response
+from .events import EventBus
+from .generation import GenerationService
+from .jobs import JobService
+from .middleware import BodyLimitMiddleware, RequestIdMiddleware
+from .routers import native
+from .settings import Settings
+from .store import JobStore
+
+logger = logging.getLogger(__name__)
+
+
+def default_engine(settings: Settings) -> Any:
+    from .worker.client import EngineClient
+
+    env = {"SDCPP_TEST_HOOKS": "1"} if settings.test_hooks else {}
+    return EngineClient({"env": env}, cancel_grace=settings.cancel_grace)
+
+
+def create_app(settings: Settings | None = None, *, engine: Any = None) -> Starlette:
+    """The server app. ``engine`` replaces the worker client (tests use a fake one)."""
+    settings = settings or Settings()
+    if "*" in settings.cors_origins and len(settings.cors_origins) > 1:
+        raise InvalidArgument("cors origin '*' cannot be combined with other origins")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state = app.state
+        for folder in (settings.data_dir, settings.outputs_path):
+            folder.mkdir(parents=True, exist_ok=True)
+        state.settings, state.started = settings, time.time()
+        state.build_time = datetime.now(UTC).isoformat(timespec="seconds")
+        state.events = EventBus()
+        state.store = JobStore(settings.database_path)
+        state.registry = ModelRegistry(settings.models_path, data_dir=settings.data_dir)
+        state.registry.ensure_layout()
+        found = state.registry.refresh().found
+        if not found:
+            logger.warning(
+                "no models yet: put checkpoints (.safetensors/.gguf) in %s",
+                settings.models_path / "checkpoints",
+            )
+        state.engine = engine if engine is not None else default_engine(settings)
+        state.engine.start()
+        state.jobs = JobService(settings, state.store, state.engine, state.events)
+        state.generation = GenerationService(settings, state.registry, state.jobs)
+        state.jobs.start()
+        try:
+            yield
+        finally:
+            state.jobs.stop()
+            state.engine.stop()
+            state.store.close()
+
+    middleware = [
+        Middleware(RequestIdMiddleware),
+        Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_mb * 2**20),
+    ]
+    if settings.cors_origins:
+        wildcard = settings.cors_origins == ("*",)
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["*"],
+                allow_headers=["*"],
+                allow_credentials=not wildcard,
+            )
+        )
+    # Specific types are handled by Starlette's ExceptionMiddleware; `Exception` (the last resort)
+    # by ServerErrorMiddleware, which also re-raises for the server log.
+    handled = (ApiError, HTTPException, SdcppError, ValidationError, Exception)
+    handlers = dict.fromkeys(handled, error_response)
+    return Starlette(
+        routes=native.routes(),
+        middleware=middleware,
+        exception_handlers=handlers,
+        lifespan=lifespan,
+    )  # type: ignore[arg-type]

@@ -1,0 +1,259 @@
+"""The job service: the one place that talks to the job store and the engine worker.
+
+A dispatcher thread claims queued jobs in FIFO order and runs each through the engine client
+(which blocks until the job ends); live progress is kept in memory and published to event
+subscribers; final states are written to the store. Routers never touch store or worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .events import EventBus
+from .settings import Settings
+from .store import Job, JobStore
+
+logger = logging.getLogger(__name__)
+
+FINISHED = ("completed", "failed", "cancelled")
+
+
+@dataclass
+class LiveState:
+    """Progress of the running job (not persisted: it changes several times a second)."""
+
+    phase: str = "queued"
+    step: int = 0
+    total: int = 0
+    started: float = field(default_factory=time.time)
+    sampling_started: float | None = None
+    preview: bytes | None = None
+
+    def view(self) -> dict[str, Any]:
+        elapsed = time.time() - self.started
+        progress = self.step / self.total if self.total else 0.0
+        speed = remaining = None
+        if self.phase == "sampling" and self.sampling_started and self.step:
+            per_step = (time.time() - self.sampling_started) / self.step
+            speed = 1.0 / per_step if per_step > 0 else None
+            remaining = int(per_step * (self.total - self.step) * 1000)
+        return {
+            "phase": self.phase,
+            "progress": round(progress, 4),
+            "current_step": self.step,
+            "total_steps": self.total,
+            "time_elapsed": int(elapsed * 1000),
+            "time_remaining": remaining,
+            "speed": speed,
+        }
+
+
+class JobService:
+    def __init__(self, settings: Settings, store: JobStore, engine: Any, events: EventBus) -> None:
+        self.settings = settings
+        self.store = store
+        self.engine = engine
+        self.events = events
+        self.live: dict[str, LiveState] = {}
+        self.current: str | None = None
+        self.accepting = True
+        self._interrupted = False  # set when shutdown stops the worker under a running job
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._dispatch_loop, name="sdcpp-dispatcher", daemon=True
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        requeued, failed = self.store.recover(max_attempts=2)
+        if requeued or failed:
+            logger.warning(
+                "recovered after restart: %d re-queued, %d failed", len(requeued), len(failed)
+            )
+        self._thread.start()
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop taking jobs; give the running one ``grace`` seconds, then stop the worker and
+        leave that job 'processing' so ``recover()`` re-queues it at the next start."""
+        self.accepting = False
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=self.settings.shutdown_grace if grace is None else grace)
+        if self._thread.is_alive():
+            logger.warning("job %s still running at shutdown; it will be re-queued", self.current)
+            self._interrupted = True
+            self.engine.stop(timeout=5)
+            self._thread.join(timeout=10)
+
+    # -- commands ------------------------------------------------------------------------
+    def submit(
+        self, kind: str, params: dict[str, Any], owner: str | None = None, job_id: str | None = None
+    ) -> Job:
+        job = self.store.create(
+            kind, params, owner=owner, max_queue=self.settings.max_queue, job_id=job_id
+        )
+        self._publish_queue()
+        self._wake.set()
+        return job
+
+    def cancel(self, job_id: str) -> str | None:
+        """'cancelled' for a queued job, 'cancelling' for the running one, None otherwise."""
+        if self.store.cancel(job_id) is not None:
+            self._cleanup_inputs(job_id)
+            self._publish_job(job_id)
+            self._publish_queue()
+            return "cancelled"
+        if self.current == job_id and self.engine.cancel(job_id):
+            return "cancelling"
+        return None
+
+    def clear(self, owner: str | None = None) -> int:
+        count = self.store.clear_queued(owner=owner)
+        self._publish_queue()
+        return count
+
+    def delete(self, job_id: str) -> bool:
+        deleted = self.store.delete(job_id)
+        if deleted:
+            shutil.rmtree(self.output_dir(job_id), ignore_errors=True)
+            self._cleanup_inputs(job_id)
+        return deleted
+
+    # -- queries -------------------------------------------------------------------------
+    def output_dir(self, job_id: str) -> Path:
+        return self.settings.outputs_path / job_id
+
+    def input_dir(self, job_id: str) -> Path:
+        return Path(self.settings.data_dir) / "inputs" / job_id
+
+    def view(self, job: Job) -> dict[str, Any]:
+        """Seed 004's job fields (status "processing" while running)."""
+        live = self.live.get(job.id)
+        data: dict[str, Any] = {
+            "id": job.id,
+            "job_id": job.id,
+            "type": job.kind,
+            "status": job.status,
+            "prompt": job.params.get("prompt", ""),
+            "queued_time": job.created_at,
+            "start_time": job.started_at,
+            "end_time": job.finished_at,
+            "position": self.store.position(job.id) if job.status == "queued" else None,
+            "progress": 1.0 if job.status == "completed" else 0.0,
+            "current_step": 0,
+            "total_steps": job.params.get("steps") or 0,
+            "time_elapsed": None,
+            "time_remaining": None,
+            "speed": None,
+            "error": job.error,
+            "outputs": [f"/api/queue/job/{job.id}/output/{name}" for name in job.outputs],
+            "result": job.result,
+            "attempts": job.attempts,
+        }
+        if job.started_at and job.finished_at:
+            data["time_elapsed"] = int((job.finished_at - job.started_at) * 1000)
+        if live is not None and job.status == "processing":
+            data.update(live.view())
+            data["has_preview"] = live.preview is not None
+        return data
+
+    # -- dispatcher ----------------------------------------------------------------------
+    def _dispatch_loop(self) -> None:
+        while not self._stop.is_set():
+            job = self.store.claim_next("local-worker")
+            if job is None:
+                self._wake.wait(timeout=1.0)
+                self._wake.clear()
+                continue
+            try:
+                self._run(job)
+            except Exception:  # the dispatcher must survive anything a job does
+                logger.exception("job %s failed in the dispatcher", job.id)
+                self.store.finish(job.id, "failed", error="internal error in the dispatcher")
+            finally:
+                self.current = None
+                self.live.pop(job.id, None)
+                self._publish_job(job.id)
+                self._publish_queue()
+
+    def _run(self, job: Job) -> None:
+        self.current = job.id
+        self.live[job.id] = LiveState(phase="starting")
+        self._publish_job(job.id)
+        final = self.engine.run(
+            job.id,
+            job.kind,
+            job.params,
+            str(self.output_dir(job.id)),
+            lambda event: self._on_event(job.id, event),
+        )
+        kind = final.get("type")
+        if self._interrupted and kind != "done":
+            return  # stays 'processing': recover() re-queues it on the next start
+        if kind == "done":
+            self.store.finish(
+                job.id,
+                "completed",
+                outputs=list(final.get("outputs", [])),
+                result=dict(final.get("result", {})),
+            )
+            self._cleanup_inputs(job.id)
+        elif kind == "cancelled":
+            self.store.finish(job.id, "cancelled", error="cancelled")
+            self._cleanup_inputs(job.id)
+        elif kind == "crashed":
+            again = self.store.record_crash(
+                job.id,
+                str(final.get("error", "worker crashed")),
+                max_crashes=self.settings.max_crashes,
+            )
+            logger.error("job %s: %s (now %s)", job.id, final.get("error"), again.status)
+        else:
+            self.store.finish(
+                job.id,
+                "failed",
+                error=str(final.get("error", "failed")),
+                result={"code": final.get("code", "INTERNAL_ERROR")},
+            )
+            self._cleanup_inputs(job.id)
+
+    def _on_event(self, job_id: str, event: dict[str, Any]) -> None:
+        live = self.live.get(job_id)
+        if live is None:
+            return
+        if event.get("type") == "progress":
+            phase = str(event.get("phase", ""))
+            if phase == "sampling" and live.phase != "sampling":
+                live.sampling_started = time.time()
+            live.phase, live.step, live.total = phase, int(event["step"]), int(event["total"])
+            self._publish_job(job_id)
+        elif event.get("type") == "preview":
+            live.preview = event.get("png")
+
+    def _publish_job(self, job_id: str) -> None:
+        job = self.store.get(job_id)
+        if job is not None:
+            self.events.publish({"type": "job_update", "data": self.view(job)})
+
+    def _publish_queue(self) -> None:
+        counts = self.store.counts()
+        self.events.publish(
+            {
+                "type": "queue_update",
+                "data": {
+                    "size": counts.get("queued", 0),
+                    "active_generations": counts.get("processing", 0),
+                    "counts": counts,
+                },
+            }
+        )
+
+    def _cleanup_inputs(self, job_id: str) -> None:
+        shutil.rmtree(self.input_dir(job_id), ignore_errors=True)

@@ -1,0 +1,426 @@
+"""The native dialect (seed 004 / seed 002): HTTP only — parse, call a service, format."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import mimetypes
+import time
+from typing import Any
+
+from pydantic import BaseModel
+from sse_starlette.sse import EventSourceResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from ... import __version__, engine_commit, engine_version
+from ...options import SampleMethod, Scheduler
+from ..errors import ApiError
+from ..imaging import thumbnail
+from ..schemas.native import (
+    CancelRequest,
+    ControlNetRequest,
+    Img2ImgRequest,
+    InpaintingRequest,
+    Text2ImgRequest,
+    UpscaleRequest,
+)
+
+GENERATE_KINDS: dict[str, tuple[str, type[BaseModel]]] = {
+    "text2img": ("txt2img", Text2ImgRequest),
+    "img2img": ("img2img", Img2ImgRequest),
+    "inpainting": ("inpainting", InpaintingRequest),
+    "controlnet": ("controlnet", ControlNetRequest),
+}
+
+
+async def body(request: Request, model: type[BaseModel]) -> Any:
+    try:
+        data = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "INVALID_PARAMETERS", "the body is not valid JSON") from None
+    return model.model_validate(data)
+
+
+def job_or_404(request: Request, job_id: str) -> Any:
+    job = request.app.state.jobs.store.get(job_id)
+    if job is None:
+        raise ApiError(404, "JOB_NOT_FOUND", f"job not found: {job_id}")
+    return job
+
+
+# -- system -------------------------------------------------------------------------------
+async def health(request: Request) -> JSONResponse:
+    return JSONResponse(
+        {"status": "healthy", "timestamp": int(time.time()), "version": __version__}
+    )
+
+
+def _status(request: Request) -> dict[str, Any]:
+    state = request.app.state
+    counts = state.jobs.store.counts()
+    return {
+        "server": {
+            "running": True,
+            "host": state.settings.host,
+            "port": state.settings.port,
+            "uptime": int(time.time() - state.started),
+        },
+        "generation_queue": {
+            "running": state.jobs.accepting,
+            "queue_size": counts.get("queued", 0),
+            "active_generations": counts.get("processing", 0),
+        },
+        "models": {
+            "loaded_count": 1 if state.jobs.current else 0,
+            "available_count": len(state.registry),
+        },
+        "worker": {
+            "state": state.engine.state,
+            "pid": state.engine.pid,
+            "restarts": state.engine.restarts,
+        },
+    }
+
+
+async def status(request: Request) -> JSONResponse:
+    return JSONResponse(await run_in_threadpool(_status, request))
+
+
+async def readyz(request: Request) -> JSONResponse:
+    ready = request.app.state.engine.state in ("ready", "busy")
+    return JSONResponse(
+        {"ready": ready, "worker": request.app.state.engine.state},
+        status_code=200 if ready else 503,
+    )
+
+
+async def version(request: Request) -> JSONResponse:
+    return JSONResponse(
+        {
+            "version": __version__,
+            "type": "release",
+            "commit": {"short": engine_commit()[:20], "full": engine_commit()},
+            "engine_version": engine_version(),
+            "branch": "main",
+            "clean": True,
+            "build_time": request.app.state.build_time,
+        }
+    )
+
+
+async def config(request: Request) -> JSONResponse:
+    s = request.app.state.settings
+    return JSONResponse(
+        {
+            "config": {
+                "host": s.host,
+                "port": s.port,
+                "models_dir": str(s.models_path),
+                "output_dir": str(s.outputs_path),
+                "max_queue": s.max_queue,
+                "threads": s.threads,
+                "cors_origins": list(s.cors_origins),
+                "max_body_mb": s.max_body_mb,
+            }
+        }
+    )
+
+
+# -- generation ---------------------------------------------------------------------------
+def _queued(job: Any) -> JSONResponse:
+    return JSONResponse(
+        {
+            "request_id": job.id,
+            "job_id": job.id,
+            "status": "queued",
+            "message": "Generation request queued successfully",
+        },
+        status_code=202,
+    )
+
+
+async def generate(request: Request) -> JSONResponse:
+    if request.path_params["kind"] not in GENERATE_KINDS:
+        raise ApiError(404, "NOT_FOUND", f"no generator {request.path_params['kind']!r}")
+    kind, model = GENERATE_KINDS[request.path_params["kind"]]
+    req = await body(request, model)
+    job = await run_in_threadpool(request.app.state.generation.submit, kind, req, None)
+    return _queued(job)
+
+
+async def upscale(request: Request) -> JSONResponse:
+    req = await body(request, UpscaleRequest)
+    job = await run_in_threadpool(request.app.state.generation.submit_upscale, req, None)
+    return _queued(job)
+
+
+async def generate_sync(request: Request) -> JSONResponse:
+    """Seed 002's /api/v1/generate: queue like any job (no jumping), wait for the result."""
+    req = await body(request, Text2ImgRequest)
+    job = await run_in_threadpool(request.app.state.generation.submit, "txt2img", req, None)
+    while (current := request.app.state.jobs.store.get(job.id)).status not in (
+        "completed",
+        "failed",
+        "cancelled",
+    ):
+        if await request.is_disconnected():
+            request.app.state.jobs.cancel(job.id)
+            return JSONResponse({"job_id": job.id, "status": "cancelled"}, status_code=499)
+        await asyncio.sleep(0.02)
+    return JSONResponse(_sync_result(request, current))
+
+
+def _sync_result(request: Request, job: Any) -> dict[str, Any]:
+    if job.status != "completed":
+        raise ApiError(
+            500 if job.status == "failed" else 409,
+            job.result.get("code", "INTERNAL_ERROR"),
+            job.error or job.status,
+        )
+    import base64
+
+    folder = request.app.state.jobs.output_dir(job.id)
+    seeds = job.result.get("seeds", [])
+    params = job.result.get("parameters", [])
+    images = [
+        {
+            "data": base64.b64encode((folder / name).read_bytes()).decode(),
+            "seed": seeds[i] if i < len(seeds) else None,
+            "parameters": params[i] if i < len(params) else None,
+        }
+        for i, name in enumerate(job.outputs)
+    ]
+    return {
+        "job_id": job.id,
+        "status": "completed",
+        "images": images,
+        "generation_time": job.result.get("generation_time"),
+    }
+
+
+async def generate_result(request: Request) -> JSONResponse:
+    job = job_or_404(request, request.path_params["job_id"])
+    if job.status == "completed":
+        return JSONResponse(await run_in_threadpool(_sync_result, request, job))
+    return JSONResponse(request.app.state.jobs.view(job))
+
+
+# -- queue --------------------------------------------------------------------------------
+async def queue_status(request: Request) -> JSONResponse:
+    jobs = request.app.state.jobs
+
+    def build() -> dict[str, Any]:
+        counts = jobs.store.counts()
+        listed = jobs.store.list(limit=int(request.query_params.get("limit", 100)))
+        return {
+            "queue": {
+                "size": counts.get("queued", 0),
+                "active_generations": counts.get("processing", 0),
+                "running": jobs.accepting,
+                "jobs": [jobs.view(j) for j in listed],
+            }
+        }
+
+    return JSONResponse(await run_in_threadpool(build))
+
+
+async def queue_job(request: Request) -> Response:
+    job = job_or_404(request, request.path_params["job_id"])
+    if request.method == "DELETE":
+        try:
+            await run_in_threadpool(request.app.state.jobs.delete, job.id)
+        except ValueError as exc:
+            raise ApiError(409, "JOB_ACTIVE", str(exc)) from None
+        return JSONResponse({"status": "success", "message": "Job deleted", "job_id": job.id})
+    return JSONResponse(request.app.state.jobs.view(job))
+
+
+async def queue_cancel(request: Request) -> JSONResponse:
+    req = await body(request, CancelRequest)
+    job_or_404(request, req.job_id)
+    outcome = await run_in_threadpool(request.app.state.jobs.cancel, req.job_id)
+    if outcome is None:
+        raise ApiError(409, "JOB_NOT_CANCELLABLE", f"job {req.job_id} is not queued or running")
+    return JSONResponse(
+        {
+            "status": "success",
+            "message": "Job cancelled successfully"
+            if outcome == "cancelled"
+            else "Cancellation requested",
+            "job_id": req.job_id,
+            "state": outcome,
+        }
+    )
+
+
+async def queue_clear(request: Request) -> JSONResponse:
+    count = await run_in_threadpool(request.app.state.jobs.clear)
+    return JSONResponse(
+        {"status": "success", "message": "Queue cleared successfully", "cleared": count}
+    )
+
+
+async def job_preview(request: Request) -> Response:
+    job = job_or_404(request, request.path_params["job_id"])
+    live = request.app.state.jobs.live.get(job.id)
+    if live is None or live.preview is None:
+        raise ApiError(404, "NOT_FOUND", "no preview for this job (yet)")
+    return Response(live.preview, media_type="image/png")
+
+
+async def job_output(request: Request) -> Response:
+    job = job_or_404(request, request.path_params["job_id"])
+    name = request.path_params["filename"]
+    if name not in job.outputs:  # only names the job produced: no path tricks possible
+        raise ApiError(404, "NOT_FOUND", f"no output {name!r} for job {job.id}")
+    path = request.app.state.jobs.output_dir(job.id) / name
+    if request.query_params.get("thumb") in ("1", "true", "yes"):
+        try:
+            size = int(request.query_params.get("size", 256))
+        except ValueError:
+            raise ApiError(400, "INVALID_PARAMETERS", "size must be an integer") from None
+        if not 50 <= size <= 500:
+            raise ApiError(400, "INVALID_PARAMETERS", "size must be between 50 and 500")
+        thumbs = request.app.state.settings.outputs_path / ".thumbs" / job.id
+        path = await run_in_threadpool(thumbnail, path, thumbs / f"{name}.{size}.webp", size)
+    media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return FileResponse(path, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
+
+
+# -- models and utilities -----------------------------------------------------------------
+async def models_list(request: Request) -> JSONResponse:
+    q = request.query_params
+    registry = request.app.state.registry
+
+    def build() -> dict[str, Any]:
+        limit = int(q.get("limit", 50))
+        page = registry.list(
+            type=q.get("type") or None,
+            search=q.get("search") or None,
+            sort_by=q.get("sort_by", "name"),
+            sort_order=q.get("sort_order", "asc"),
+            limit=limit or None,
+            page=int(q.get("page", 1)),
+        )
+        return {
+            "models": [e.to_dict() for e in page.items],
+            "total": page.total,
+            "page": page.page,
+            "limit": limit,
+        }
+
+    try:
+        return JSONResponse(await run_in_threadpool(build))
+    except ValueError as exc:
+        raise ApiError(400, "INVALID_PARAMETERS", str(exc)) from None
+
+
+async def models_types(request: Request) -> JSONResponse:
+    from ...registry import ModelType
+
+    return JSONResponse({"types": [t.name.lower() for t in ModelType]})
+
+
+async def models_refresh(request: Request) -> JSONResponse:
+    report = await run_in_threadpool(request.app.state.registry.refresh)
+    return JSONResponse(
+        {
+            "message": "Model refresh completed",
+            "models_found": len(report.found),
+            "models_updated": len(report.updated),
+            "models_removed": len(report.removed),
+        }
+    )
+
+
+async def samplers(request: Request) -> JSONResponse:
+    return JSONResponse({"samplers": [m.value for m in SampleMethod]})
+
+
+async def schedulers(request: Request) -> JSONResponse:
+    return JSONResponse({"schedulers": [s.value for s in Scheduler]})
+
+
+async def parameters(request: Request) -> JSONResponse:
+    return JSONResponse(
+        {
+            "parameters": {
+                "width": {"min": 64, "max": 4096, "default": 512, "step": 8},
+                "height": {"min": 64, "max": 4096, "default": 512, "step": 8},
+                "steps": {"min": 1, "max": 150, "default": 20, "step": 1},
+                "cfg_scale": {"min": 0.0, "max": 30.0, "default": 7.0, "step": 0.1},
+                "batch_count": {"min": 1, "max": 16, "default": 1, "step": 1},
+            }
+        }
+    )
+
+
+async def validate(request: Request) -> JSONResponse:
+    req = await body(request, Text2ImgRequest)
+    return JSONResponse({"valid": True, "parameters": req.model_dump(exclude_none=True)})
+
+
+# -- live events --------------------------------------------------------------------------
+async def events_sse(request: Request) -> EventSourceResponse:
+    job_filter = request.path_params.get("job_id")
+
+    async def stream() -> Any:
+        async with request.app.state.events.subscribe() as queue:
+            while True:
+                event = await queue.get()
+                if job_filter and event["data"].get("job_id") != job_filter:
+                    continue
+                yield {"event": event["type"], "data": json.dumps(event["data"])}
+
+    return EventSourceResponse(stream(), ping=15)
+
+
+async def events_ws(websocket: WebSocket) -> None:
+    await websocket.accept()
+    state = websocket.app.state
+    await websocket.send_json(
+        {"type": "system_update", "data": {"status": "connected", "version": __version__}}
+    )
+    try:
+        async with state.events.subscribe() as queue:
+            while True:
+                await websocket.send_json(await queue.get())
+    except (WebSocketDisconnect, RuntimeError):
+        return
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/api/health", health),
+        Route("/health", health),
+        Route("/api/status", status),
+        Route("/readyz", readyz),
+        Route("/api/version", version),
+        Route("/api/config", config),
+        Route("/api/generate/upscale", upscale, methods=["POST"]),
+        Route("/api/generate/{kind:str}", generate, methods=["POST"]),
+        Route("/api/v1/generate", generate_sync, methods=["POST"]),
+        Route("/api/v1/generate/{job_id:str}", generate_result),
+        Route("/api/queue/status", queue_status),
+        Route("/api/queue/job/{job_id:str}", queue_job, methods=["GET", "DELETE"]),
+        Route("/api/queue/job/{job_id:str}/preview", job_preview),
+        Route("/api/queue/job/{job_id:str}/output/{filename:str}", job_output),
+        Route("/api/v1/jobs/{job_id:str}/output/{filename:str}", job_output),
+        Route("/api/queue/cancel", queue_cancel, methods=["POST"]),
+        Route("/api/queue/clear", queue_clear, methods=["POST"]),
+        Route("/api/models", models_list),
+        Route("/api/v1/models", models_list),
+        Route("/api/models/types", models_types),
+        Route("/api/models/refresh", models_refresh, methods=["POST"]),
+        Route("/api/samplers", samplers),
+        Route("/api/schedulers", schedulers),
+        Route("/api/parameters", parameters),
+        Route("/api/validate", validate, methods=["POST"]),
+        Route("/api/events", events_sse),
+        Route("/api/events/{job_id:str}", events_sse),
+        WebSocketRoute("/ws", events_ws),
+    ]

@@ -1,0 +1,157 @@
+"""Request bodies of the native dialect (seed 004), validated before anything is queued.
+
+Each request converts itself into the worker's job parameters with ``to_params()``; model and
+file names are resolved by the service (inside the models directory only), images are decoded
+and checked by ``sdcpp.server.imaging``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ...options import SampleMethod, Scheduler
+
+# Seed 004 lists "dpmpp2m"-style spellings; the engine's are "dpm++2m". Accept both.
+_SAMPLER_ALIASES = {"dpmpp2s_a": "dpm++2s_a", "dpmpp2m": "dpm++2m", "dpmpp2mv2": "dpm++2mv2"}
+
+OutputFormat = Literal["png", "jpeg", "webp"]
+
+
+class GenerateBase(BaseModel):
+    """Fields shared by every generation endpoint (seed 004's text2img body and more)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    model_name: str | None = Field(None, description="model id, relative path or name")
+    prompt: str = Field(..., min_length=1, max_length=20000)
+    negative_prompt: str = Field("", max_length=20000)
+    width: int | None = Field(None, ge=64, le=4096, multiple_of=8)
+    height: int | None = Field(None, ge=64, le=4096, multiple_of=8)
+    steps: int | None = Field(None, ge=1, le=150)
+    cfg_scale: float | None = Field(None, ge=0.0, le=30.0)
+    guidance: float | None = Field(None, ge=0.0, le=100.0)
+    sampling_method: str | None = None
+    scheduler: str | None = None
+    seed: int | Literal["random"] = "random"
+    batch_count: int = Field(1, ge=1, le=16)
+    clip_skip: int | None = Field(None, ge=-1, le=12)
+    eta: float | None = Field(None, ge=0.0, le=10.0)
+    flow_shift: float | None = Field(None, ge=0.0, le=100.0)
+    n_threads: int | None = Field(None, ge=1, le=512)
+    offload_params_to_cpu: bool | None = None
+    clip_on_cpu: bool | None = None
+    vae_on_cpu: bool | None = None
+    diffusion_flash_attn: bool | None = None
+    diffusion_conv_direct: bool | None = None
+    vae_conv_direct: bool | None = None
+    vae_path: str | None = None
+    clip_l_path: str | None = None
+    clip_g_path: str | None = None
+    t5xxl_path: str | None = None
+    llm_path: str | None = None
+    taesd_path: str | None = None
+    embedding_dir: str | None = None
+    lora_model_dir: str | None = None
+    output_format: OutputFormat = "png"
+    output_quality: int = Field(90, ge=1, le=100)
+
+    @field_validator("sampling_method")
+    @classmethod
+    def _sampler(cls, value: str | None) -> str | None:
+        if value is None or value in ("", "default"):
+            return None
+        name = _SAMPLER_ALIASES.get(value.lower(), value)
+        return SampleMethod(name).value  # ValueError -> 422 with the allowed names
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, value: str | None) -> str | None:
+        if value is None or value in ("", "default"):
+            return None
+        return Scheduler(value).value
+
+    def generation_fields(self) -> dict[str, Any]:
+        """The library's GenerationRequest fields set by this request."""
+        fields = {
+            "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt,
+            "width": self.width,
+            "height": self.height,
+            "steps": self.steps,
+            "cfg_scale": self.cfg_scale,
+            "guidance": self.guidance,
+            "sample_method": self.sampling_method,
+            "scheduler": self.scheduler,
+            "seed": None if self.seed == "random" else self.seed,
+            "batch_count": self.batch_count,
+            "clip_skip": self.clip_skip,
+            "eta": self.eta,
+            "flow_shift": self.flow_shift,
+        }
+        return {k: v for k, v in fields.items() if v is not None}
+
+    def context_fields(self) -> dict[str, Any]:
+        """StableDiffusion constructor options set by this request."""
+        fields = {
+            "n_threads": self.n_threads,
+            "offload_params_to_cpu": self.offload_params_to_cpu,
+            "keep_clip_on_cpu": self.clip_on_cpu,
+            "keep_vae_on_cpu": self.vae_on_cpu,
+            "diffusion_flash_attn": self.diffusion_flash_attn,
+            "diffusion_conv_direct": self.diffusion_conv_direct,
+            "vae_conv_direct": self.vae_conv_direct,
+        }
+        return {k: v for k, v in fields.items() if v is not None}
+
+    # request field -> worker param holding a file inside the models dir
+    FILE_FIELDS: ClassVar[dict[str, str]] = {
+        "vae_path": "vae",
+        "clip_l_path": "clip_l",
+        "clip_g_path": "clip_g",
+        "t5xxl_path": "t5xxl",
+        "llm_path": "llm",
+        "taesd_path": "taesd",
+    }
+    DIR_FIELDS: ClassVar[dict[str, str]] = {
+        "embedding_dir": "embedding_dir",
+        "lora_model_dir": "lora_dir",
+    }
+
+
+class Text2ImgRequest(GenerateBase):
+    pass
+
+
+class Img2ImgRequest(GenerateBase):
+    init_image: str = Field(..., description="base64 or data: URL (PNG, JPEG or WebP)")
+    strength: float = Field(0.75, ge=0.0, le=1.0)
+
+
+class InpaintingRequest(Img2ImgRequest):
+    mask_image: str = Field(..., description="white = repaint; base64 or data: URL")
+    strength: float = Field(1.0, ge=0.0, le=1.0)
+
+
+class ControlNetRequest(GenerateBase):
+    control_image: str = Field(..., description="base64 or data: URL")
+    control_net: str | None = Field(None, description="ControlNet model (models dir)")
+    control_strength: float = Field(0.9, ge=0.0, le=10.0)
+    canny: bool = Field(False, description="run canny edge detection on the control image")
+    init_image: str | None = None
+    strength: float | None = Field(None, ge=0.0, le=1.0)
+
+
+class UpscaleRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(..., description="base64 or data: URL")
+    upscaler: str | None = Field(None, description="ESRGAN model (models dir); default: first")
+    factor: int | None = Field(None, ge=1, le=8)
+    output_format: OutputFormat = "png"
+    output_quality: int = Field(90, ge=1, le=100)
+
+
+class CancelRequest(BaseModel):
+    job_id: str = Field(..., min_length=1, max_length=64)

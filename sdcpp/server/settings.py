@@ -1,0 +1,128 @@
+"""One ``Settings`` object: CLI flags -> environment (``SDCPP_*``, seed 004's
+``STABLE_DIFFUSION_*``) -> config file (JSON or TOML) -> defaults."""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidArgument
+
+# seed 004's variable names, honoured beside SDCPP_<NAME>
+_SEED_ENV = {
+    "port": "STABLE_DIFFUSION_PORT",
+    "host": "STABLE_DIFFUSION_HOST",
+    "models_dir": "STABLE_DIFFUSION_MODELS_DIR",
+    "output_dir": "STABLE_DIFFUSION_OUTPUT_DIR",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("sdcpp-data")
+    models_dir: Path | None = None  # default: {data_dir}/models
+    output_dir: Path | None = None  # default: {data_dir}/outputs
+    model: str | None = None  # preload this model at start-up
+    threads: int | None = None
+    cors_origins: tuple[str, ...] = ()
+    max_queue: int = 100
+    max_body_mb: int = 50
+    max_image_pixels: int = 4096 * 4096
+    cancel_grace: float = 10.0
+    max_crashes: int = 2
+    shutdown_grace: float = 30.0
+    test_hooks: bool = False  # SDCPP_TEST_HOOKS=1: the worker honours crash/hang prompts
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def models_path(self) -> Path:
+        return Path(self.models_dir) if self.models_dir else Path(self.data_dir) / "models"
+
+    @property
+    def outputs_path(self) -> Path:
+        return Path(self.output_dir) if self.output_dir else Path(self.data_dir) / "outputs"
+
+    @property
+    def database_path(self) -> Path:
+        return Path(self.data_dir) / "sdcpp.db"
+
+    @classmethod
+    def load(
+        cls,
+        cli: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        config_file: str | os.PathLike[str] | None = None,
+    ) -> Settings:
+        """Merge sources, highest first: CLI (non-None values), environment, config file."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        config_file = config_file or env.get("SDCPP_CONFIG")
+        if config_file:
+            values.update(_read_config(Path(config_file)))
+        for f in fields(cls):
+            raw = env.get(f"SDCPP_{f.name.upper()}") or env.get(_SEED_ENV.get(f.name, ""))
+            if raw is not None and raw != "":
+                values[f.name] = raw
+        values.update({k: v for k, v in (cli or {}).items() if v is not None})
+        return cls._coerce(values)
+
+    @classmethod
+    def _coerce(cls, values: Mapping[str, Any]) -> Settings:
+        known = {f.name: f for f in fields(cls)}
+        out: dict[str, Any] = {}
+        for name, raw in values.items():
+            if name not in known:
+                raise InvalidArgument(f"unknown setting {name!r}")
+            out[name] = _convert(name, raw, cls.__dataclass_fields__[name].default)
+        settings = replace(cls(), **out)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if not 0 < self.port < 65536:
+            raise InvalidArgument(f"port must be 1-65535, got {self.port}")
+        if self.max_queue < 1:
+            raise InvalidArgument("max_queue must be at least 1")
+        if self.threads is not None and self.threads < 1:
+            raise InvalidArgument("threads must be at least 1")
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read config file {path}: {exc}") from exc
+    try:
+        data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidArgument(f"config file {path} is not valid: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidArgument(f"config file {path} must hold an object")
+    return {k.replace("-", "_"): v for k, v in data.items()}
+
+
+def _convert(name: str, raw: Any, default: Any) -> Any:
+    if name in ("data_dir", "models_dir", "output_dir"):
+        return Path(raw).expanduser()
+    if name == "cors_origins":
+        items = raw.split(",") if isinstance(raw, str) else list(raw)
+        return tuple(x.strip() for x in items if x.strip())
+    if isinstance(default, bool):
+        if isinstance(raw, bool):
+            return raw
+        return str(raw).strip().lower() in ("1", "true", "yes", "on")
+    try:
+        if isinstance(default, int) or name in ("threads",):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"setting {name}: not a number: {raw!r}") from None
+    return raw

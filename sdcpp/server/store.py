@@ -1,0 +1,483 @@
+"""The persistent job queue: one SQLite file (WAL) under the data dir.
+
+A job is committed before the HTTP answer, claimed in FIFO order (``seq``), and keeps its record
+and output names until deleted. Lifecycle::
+
+    queued -> processing -> completed | failed | cancelled
+       ^          |
+       +----------+  record_crash() / recover(): back to the queue, at most once by default
+
+Threading: one connection guarded by one lock. SQLite admits one writer at a time anyway and
+every call here is a few microseconds, so a lock costs nothing measurable; in exchange there are
+no per-thread connections to close (threads of Starlette's pool come and go), no SQLITE_BUSY
+between our own threads, and ``close()`` really closes everything. Other *processes* on the same
+file (a CLI, a second server later) are serialised by SQLite itself: writes run in
+``BEGIN IMMEDIATE`` under a busy timeout.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import json
+import logging
+import math
+import os
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = ["FINISHED", "JOB_KINDS", "STATUSES", "Job", "JobStatus", "JobStore", "QueueFull"]
+
+JobStatus = Literal["queued", "processing", "completed", "failed", "cancelled"]
+STATUSES: tuple[str, ...] = ("queued", "processing", "completed", "failed", "cancelled")
+FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+JOB_KINDS: frozenset[str] = frozenset(
+    {"txt2img", "img2img", "inpainting", "controlnet", "upscale", "video", "convert"}
+)
+
+SCHEMA_VERSION = 1
+# Portable on purpose (SQLite now, PostgreSQL when the queue is shared by many workers):
+# - only TEXT, INTEGER, BIGINT and DOUBLE PRECISION. Not REAL: on PostgreSQL that is a 4-byte
+#   float, which would round epoch seconds to about two minutes. SQLite maps each name to the
+#   affinity we want (BIGINT -> INTEGER, DOUBLE PRECISION -> REAL).
+# - JSON lives in TEXT (PostgreSQL could migrate it to JSONB later without changing the store).
+# - ``seq`` is assigned by the store as MAX(seq)+1 inside the inserting transaction, not by
+#   AUTOINCREMENT/SERIAL: on SQLite that transaction holds the write lock (BEGIN IMMEDIATE); on
+#   PostgreSQL the UNIQUE constraint turns a concurrent duplicate into an error the insert retries
+#   (or the column becomes GENERATED ... AS IDENTITY in that migration).
+# - ``IF NOT EXISTS`` on tables and indexes is understood by both (PostgreSQL >= 9.5).
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id            TEXT PRIMARY KEY,
+    seq           BIGINT NOT NULL UNIQUE,
+    kind          TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    params        TEXT NOT NULL,
+    owner         TEXT,
+    created_at    DOUBLE PRECISION NOT NULL,
+    started_at    DOUBLE PRECISION,
+    finished_at   DOUBLE PRECISION,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    crashes       INTEGER NOT NULL DEFAULT 0,
+    error         TEXT,
+    outputs       TEXT NOT NULL DEFAULT '[]',
+    result        TEXT NOT NULL DEFAULT '{}',
+    lease_owner   TEXT,
+    lease_expires DOUBLE PRECISION
+);
+CREATE INDEX IF NOT EXISTS jobs_status_seq ON jobs (status, seq);
+CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner);
+"""
+
+_COLUMNS = (
+    "id, kind, status, params, owner, created_at, started_at, finished_at, attempts, crashes, "
+    "error, outputs, result, lease_owner, lease_expires, seq"
+)
+logger = logging.getLogger(__name__)
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
+_NO_LEASE = "lease_owner = NULL, lease_expires = NULL"
+# With no finished jobs to learn from, a client is told to come back after this long.
+_DEFAULT_JOB_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: str
+    kind: str
+    status: str
+    params: dict[str, Any]
+    owner: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    attempts: int
+    crashes: int
+    error: str | None
+    outputs: list[str]
+    result: dict[str, Any]
+    lease_owner: str | None
+    lease_expires: float | None
+    seq: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # deep copy: callers may mutate freely
+
+    @classmethod
+    def _from_row(cls, row: Sequence[Any]) -> Job:
+        (id_, kind, status, params, owner, created, started, finished, attempts, crashes, error,
+         outputs, result, lease_owner, lease_expires, seq) = row  # fmt: skip
+        return cls(
+            id_, kind, status, json.loads(params), owner, created, started, finished,
+            attempts, crashes, error, json.loads(outputs), json.loads(result),
+            lease_owner, lease_expires, seq,
+        )  # fmt: skip
+
+
+class QueueFull(Exception):
+    """The queue holds ``max_queue`` jobs already; answer 503 with ``Retry-After``."""
+
+    def __init__(self, queued: int, max_queue: int, retry_after: int) -> None:
+        super().__init__(f"queue is full ({queued}/{max_queue} jobs waiting)")
+        self.queued = queued
+        self.max_queue = max_queue
+        self.retry_after = retry_after
+
+
+def _dumps(value: Any) -> str:
+    # allow_nan=False: NaN is not JSON, and PostgreSQL's json types would refuse it later.
+    return json.dumps(value, allow_nan=False, separators=(",", ":"))
+
+
+def _status_filter(
+    status: str | Sequence[str] | None, owner: str | None
+) -> tuple[str, builtins.list[Any]]:
+    clauses: builtins.list[str] = []
+    args: builtins.list[Any] = []
+    if status is not None:
+        wanted = [status] if isinstance(status, str) else builtins.list(status)
+        unknown = set(wanted) - set(STATUSES)
+        if unknown:
+            raise ValueError(f"unknown job status: {sorted(unknown)}")
+        clauses.append(f"status IN ({', '.join('?' * len(wanted))})" if wanted else "1 = 0")
+        args += wanted
+    if owner is not None:
+        clauses.append("owner = ?")
+        args.append(owner)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+class JobStore:
+    def __init__(
+        self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._clock = clock
+        self._lock = threading.Lock()
+        # RETURNING (SQLite >= 3.35) saves a round trip when claiming; the fallback is equally
+        # atomic because it runs inside the same BEGIN IMMEDIATE transaction.
+        self._use_returning = sqlite3.sqlite_version_info >= (3, 35, 0)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so every write transaction is
+        # exactly one method call. check_same_thread=False is safe because of self._lock.
+        self._conn: sqlite3.Connection | None = sqlite3.connect(
+            self.path, timeout=10.0, isolation_level=None, check_same_thread=False
+        )
+        try:
+            mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode != "wal":  # e.g. a network file system without shared memory
+                logger.warning("%s: SQLite refused WAL mode (journal_mode=%s)", self.path, mode)
+            # NORMAL under WAL never corrupts the file and a crash of *this process* loses
+            # nothing (committed pages are in the WAL, handed to the OS); only a power loss or
+            # kernel crash can roll back the last few commits. FULL would fsync every job write.
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.execute("PRAGMA busy_timeout=10000")
+            self._migrate()
+        except BaseException:
+            self.close()
+            raise
+
+    def _migrate(self) -> None:
+        with self._write() as cur:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    cur.execute(statement)
+            row = cur.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            if row[0] is None:
+                cur.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self.path} has job schema version {row[0]}; this sdcpp knows up to "
+                    f"{SCHEMA_VERSION} (was it written by a newer version?)"
+                )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> JobStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._read("SELECT MAX(version) FROM schema_version")[0][0])
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise sqlite3.ProgrammingError("the job store is closed")
+        return self._conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Cursor]:
+        # IMMEDIATE takes the write lock up front, so a read-then-write (MAX(seq)+1, the queue
+        # length check, claiming) cannot interleave with another process's write.
+        with self._lock:
+            conn = self._connection()
+            cur = conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+                cur.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:  # also when COMMIT itself failed (busy past the timeout)
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> builtins.list[Any]:
+        with self._lock:
+            return self._connection().execute(sql, args).fetchall()
+
+    @staticmethod
+    def _fetch(cur: sqlite3.Cursor, job_id: str) -> Job | None:
+        row = cur.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return Job._from_row(row) if row else None
+
+    # -- queue -------------------------------------------------------------------------------
+
+    def create(
+        self,
+        kind: str,
+        params: dict[str, Any],
+        owner: str | None = None,
+        max_queue: int | None = None,
+        job_id: str | None = None,
+    ) -> Job:
+        if kind not in JOB_KINDS:
+            raise ValueError(f"unknown job kind {kind!r}; expected one of {sorted(JOB_KINDS)}")
+        if job_id is None:
+            job_id = uuid.uuid4().hex
+        elif not _JOB_ID.fullmatch(job_id):
+            # The id names the job's output folder, so it must never carry a path.
+            raise ValueError(f"job id must be 32 lowercase hex digits, got {job_id!r}")
+        params_text = _dumps(params)
+        with self._write() as cur:
+            if max_queue is not None:
+                queued = cur.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued'")
+                n = queued.fetchone()[0]
+                if n >= max_queue:
+                    raise QueueFull(n, max_queue, self._retry_after(cur))
+            if cur.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone():
+                raise ValueError(f"job {job_id} exists already")
+            cur.execute(
+                "INSERT INTO jobs (id, seq, kind, status, params, owner, created_at) "
+                "SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, 'queued', ?, ?, ? FROM jobs",
+                (job_id, kind, params_text, owner, self._clock()),
+            )
+            job = self._fetch(cur, job_id)
+        assert job is not None
+        return job
+
+    def _retry_after(self, cur: sqlite3.Cursor) -> int:
+        # One slot frees when the running job ends: mean duration of recent jobs minus how long
+        # the oldest running one has been at it. A hint for clients, not a promise.
+        durations = cur.execute(
+            "SELECT finished_at - started_at FROM jobs WHERE status IN ('completed', 'failed') "
+            "AND started_at IS NOT NULL AND finished_at IS NOT NULL ORDER BY seq DESC LIMIT 20"
+        ).fetchall()
+        mean = sum(d for (d,) in durations) / len(durations) if durations else _DEFAULT_JOB_SECONDS
+        started = cur.execute(
+            "SELECT MIN(started_at) FROM jobs WHERE status = 'processing'"
+        ).fetchone()[0]
+        elapsed = self._clock() - started if started is not None else 0.0
+        return max(1, min(3600, math.ceil(mean - elapsed)))
+
+    def get(self, job_id: str) -> Job | None:
+        rows = self._read(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+        return Job._from_row(rows[0]) if rows else None
+
+    def count(self, *, status: str | Sequence[str] | None = None, owner: str | None = None) -> int:
+        where, args = _status_filter(status, owner)
+        return int(self._read(f"SELECT COUNT(*) FROM jobs{where}", args)[0][0])
+
+    def counts(self) -> dict[str, int]:
+        found = dict(self._read("SELECT status, COUNT(*) FROM jobs GROUP BY status"))
+        return {status: int(found.get(status, 0)) for status in STATUSES}
+
+    def position(self, job_id: str) -> int | None:
+        rows = self._read(
+            "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND seq <= "
+            "(SELECT seq FROM jobs WHERE id = ? AND status = 'queued')",
+            (job_id,),
+        )
+        return int(rows[0][0]) or None  # the subquery is NULL (count 0) unless the job is queued
+
+    def claim_next(self, worker_id: str, lease_seconds: float = 300.0) -> Job | None:
+        # On PostgreSQL the subquery gains FOR UPDATE SKIP LOCKED so claimers don't queue up.
+        now = self._clock()
+        sets = (now, worker_id, now + lease_seconds)
+        update = (
+            "UPDATE jobs SET status = 'processing', started_at = ?, attempts = attempts + 1, "
+            "lease_owner = ?, lease_expires = ? WHERE status = 'queued' AND id = "
+        )
+        pick = "SELECT id FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1"
+        with self._write() as cur:
+            if self._use_returning:
+                rows = cur.execute(f"{update}({pick}) RETURNING {_COLUMNS}", sets).fetchall()
+                return Job._from_row(rows[0]) if rows else None
+            picked = cur.execute(pick).fetchone()
+            if picked is None or cur.execute(update + "?", (*sets, picked[0])).rowcount != 1:
+                return None
+            return self._fetch(cur, picked[0])
+
+    def renew_lease(self, job_id: str, worker_id: str, lease_seconds: float = 300.0) -> bool:
+        with self._write() as cur:
+            cur.execute(
+                "UPDATE jobs SET lease_expires = ? WHERE id = ? AND lease_owner = ? "
+                "AND status = 'processing'",
+                (self._clock() + lease_seconds, job_id, worker_id),
+            )
+            return cur.rowcount == 1
+
+    def expired_leases(self, now: float | None = None) -> builtins.list[Job]:
+        now = self._clock() if now is None else now
+        rows = self._read(
+            f"SELECT {_COLUMNS} FROM jobs WHERE status = 'processing' AND lease_expires < ? "
+            "ORDER BY seq",
+            (now,),
+        )
+        return [Job._from_row(row) for row in rows]
+
+    def finish(
+        self,
+        job_id: str,
+        status: str,
+        *,
+        outputs: builtins.list[str] | None = None,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> Job | None:
+        """End a job. ``outputs``/``result`` left ``None`` keep what the job already had."""
+        if status not in FINISHED:
+            raise ValueError(f"a job can only finish as one of {sorted(FINISHED)}, not {status!r}")
+        # Only a cancellation may skip the worker: a queued job never ran, so nothing else fits.
+        allowed = "('processing', 'queued')" if status == "cancelled" else "('processing')"
+        outputs_text = None if outputs is None else _dumps(outputs)
+        result_text = None if result is None else _dumps(result)
+        with self._write() as cur:
+            cur.execute(
+                "UPDATE jobs SET status = ?, finished_at = ?, error = ?, outputs = COALESCE(?, "
+                f"outputs), result = COALESCE(?, result), {_NO_LEASE} "
+                f"WHERE id = ? AND status IN {allowed}",
+                (status, self._clock(), error, outputs_text, result_text, job_id),
+            )
+            return self._fetch(cur, job_id) if cur.rowcount == 1 else None
+
+    def cancel(self, job_id: str) -> Job | None:
+        """Cancel a queued job; ``None`` if it is not queued (running ones go via the worker)."""
+        with self._write() as cur:
+            cur.execute(
+                "UPDATE jobs SET status = 'cancelled', finished_at = ? "
+                "WHERE id = ? AND status = 'queued'",
+                (self._clock(), job_id),
+            )
+            return self._fetch(cur, job_id) if cur.rowcount == 1 else None
+
+    def clear_queued(self, owner: str | None = None) -> int:
+        """Cancel every queued job (of ``owner``). Records stay, so pollers see 'cancelled'."""
+        where, args = _status_filter("queued", owner)
+        with self._write() as cur:
+            cur.execute(
+                f"UPDATE jobs SET status = 'cancelled', finished_at = ?{where}",
+                (self._clock(), *args),
+            )
+            return cur.rowcount
+
+    def delete(self, job_id: str) -> bool:
+        """Forget a finished job. Its output files are the caller's to remove."""
+        with self._write() as cur:
+            row = cur.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                return False
+            if row[0] not in FINISHED:
+                raise ValueError(f"job {job_id} is {row[0]}; only finished jobs can be deleted")
+            cur.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            return True
+
+    # -- failure handling --------------------------------------------------------------------
+
+    def record_crash(self, job_id: str, reason: str, max_crashes: int = 2) -> Job:
+        """The worker died running this job: re-queue it, or fail it after ``max_crashes``.
+
+        A re-queued job keeps its ``seq``; it was the oldest queued job when claimed, so it
+        runs next. Raises KeyError for an unknown job, ValueError if it is not processing.
+        """
+        with self._write() as cur:
+            job = self._fetch(cur, job_id)
+            if job is None:
+                raise KeyError(job_id)
+            if job.status != "processing":
+                raise ValueError(f"job {job_id} is {job.status}, not processing")
+            crashes = job.crashes + 1
+            if crashes >= max_crashes:
+                error = f"{reason} (not retried: crashed the worker {crashes} times)"
+                sql = "status = 'failed', finished_at = ?, error = ?"
+                args: tuple[Any, ...] = (self._clock(), error)
+            else:
+                sql, args = "status = 'queued', started_at = NULL", ()
+            cur.execute(
+                f"UPDATE jobs SET {sql}, crashes = ?, {_NO_LEASE} WHERE id = ?",
+                (*args, crashes, job_id),
+            )
+            updated = self._fetch(cur, job_id)
+        assert updated is not None
+        return updated
+
+    def recover(self, max_attempts: int = 2) -> tuple[builtins.list[str], builtins.list[str]]:
+        """At start-up: re-queue (or fail) every job a previous process left 'processing'.
+
+        Single-server only: with several workers on one queue, use expired_leases() instead.
+        """
+        with self._write() as cur:
+            rows = cur.execute(
+                "SELECT id, attempts FROM jobs WHERE status = 'processing' ORDER BY seq"
+            ).fetchall()
+            requeued = [(job_id,) for job_id, attempts in rows if attempts < max_attempts]
+            failed = [
+                (self._clock(), job_id) for job_id, attempts in rows if attempts >= max_attempts
+            ]
+            cur.executemany(
+                f"UPDATE jobs SET status = 'queued', started_at = NULL, {_NO_LEASE} WHERE id = ?",
+                requeued,
+            )
+            cur.executemany(
+                "UPDATE jobs SET status = 'failed', finished_at = ?, "
+                f"error = 'interrupted by a server restart', {_NO_LEASE} WHERE id = ?",
+                failed,
+            )
+        return [job_id for (job_id,) in requeued], [job_id for _, job_id in failed]
+
+    # Last in the class body: below this line the name ``list`` would mean this method.
+    def list(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        owner: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        newest_first: bool = True,
+    ) -> builtins.list[Job]:
+        where, args = _status_filter(status, owner)
+        order = "DESC" if newest_first else "ASC"
+        rows = self._read(
+            f"SELECT {_COLUMNS} FROM jobs{where} ORDER BY seq {order} LIMIT ? OFFSET ?",
+            (*args, limit, offset),
+        )
+        return [Job._from_row(row) for row in rows]

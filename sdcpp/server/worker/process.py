@@ -1,0 +1,376 @@
+"""The engine worker: the child process that owns the loaded model(s).
+
+Two threads. The *receiver* reads the pipe: ``run`` messages go into a queue, ``cancel`` is
+acted on at once (it must reach a generation that is running), ``shutdown`` or a closed pipe
+stops the worker. The *generation* thread (the process's main thread) runs jobs one at a time:
+the engine's callbacks are process-global, so one thread owns every native context.
+
+Started by ``client.EngineClient`` with the spawn method (a fork of the threaded server would
+copy locks held by other threads). Nothing here is imported by the server process itself.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any, Generic, TypeVar
+
+from PIL import Image
+
+from ... import _native
+from ...errors import (
+    Cancelled,
+    InvalidArgument,
+    ModelLoadError,
+    UnsupportedError,
+)
+from ...stable_diffusion import Progress, StableDiffusion
+from ...upscaler import Upscaler
+from . import jobs, protocol
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Exception -> failed.code, first match wins. Unsupported requests (a video model asked for an
+# image) are the caller's to fix, like invalid ones; anything else is our fault.
+ERROR_CODES: tuple[tuple[type[BaseException], str], ...] = (
+    (InvalidArgument, "INVALID_PARAMETERS"),
+    (UnsupportedError, "INVALID_PARAMETERS"),
+    (ModelLoadError, "MODEL_LOAD_FAILED"),
+)
+PROGRESS_INTERVAL = 0.1  # seconds between progress messages within one phase
+LOG_BURST = 20  # log lines forwarded at once before the rate limit applies
+LOG_RATE = 5.0  # log lines per second forwarded on average
+ORPHAN_GRACE = 5.0  # seconds a job may run on after the server went away
+
+
+def worker_main(conn: Connection, settings: dict[str, Any]) -> None:
+    """Entry point of the worker process. ``settings``: ``env`` (variables to set first),
+    ``n_threads`` and other StableDiffusion keywords used when a job leaves them out."""
+    for key, value in (settings.get("env") or {}).items():
+        os.environ[str(key)] = str(value)
+    # Ctrl-C in a terminal reaches the whole process group; the server decides when we stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    faulthandler.enable()  # a segfault leaves a Python traceback on stderr
+    Worker(conn, settings).serve()
+
+
+class ModelSlot(Generic[T]):
+    """Keeps the last loaded model, keyed by what it was loaded from; loading another closes
+    it first (one set of weights in memory at a time)."""
+
+    def __init__(self) -> None:
+        self.key: str | None = None
+        self.model: T | None = None
+
+    def get(self, key: str, load: Callable[[], T]) -> tuple[T, bool]:
+        """(model, loaded_now)."""
+        if self.model is not None and key == self.key:
+            return self.model, False
+        self.clear()
+        self.model = load()
+        self.key = key
+        return self.model, True
+
+    def clear(self) -> None:
+        model, self.model, self.key = self.model, None, None
+        if model is not None:
+            model.close()  # type: ignore[attr-defined]
+
+
+class _Job:
+    def __init__(self, run: protocol.Run) -> None:
+        self.run = run
+        self.started = time.perf_counter()
+        self.cancel_requested = threading.Event()
+        self.engine: StableDiffusion | None = None  # set while generate() runs
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+
+class Worker:
+    def __init__(self, conn: Connection, settings: dict[str, Any]) -> None:
+        self._conn = conn
+        self._defaults = {k: v for k, v in settings.items() if k != "env"}
+        self._send_lock = threading.Lock()  # progress, logs and results come from any thread
+        self._state_lock = threading.Lock()  # guards _current against cancel()
+        self._current: _Job | None = None
+        self._runs: queue.Queue[protocol.Run | None] = queue.Queue()
+        self._stopping = threading.Event()
+        self._models: ModelSlot[StableDiffusion] = ModelSlot()
+        self._upscalers: ModelSlot[Upscaler] = ModelSlot()
+
+    # -- plumbing -------------------------------------------------------------------------
+    def send(self, message: protocol.Message) -> None:
+        with self._send_lock:
+            try:
+                self._conn.send(protocol.encode(message))
+            except (OSError, ValueError):
+                pass  # the server is gone; the receiver sees EOF and stops us
+
+    def serve(self) -> None:
+        handler = ForwardHandler(self.send)
+        root = logging.getLogger()
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
+        threading.Thread(target=self._receive, name="sdcpp-worker-receiver", daemon=True).start()
+        self.send(protocol.Ready(pid=os.getpid()))
+        try:
+            while (run := self._runs.get()) is not None:
+                if self._stopping.is_set():
+                    self.send(protocol.Cancelled(job_id=run.job_id))
+                    continue
+                self._execute(run)
+        finally:
+            self._models.clear()
+            self._upscalers.clear()
+            root.removeHandler(handler)
+            self._conn.close()
+
+    def _receive(self) -> None:
+        while True:
+            try:
+                data = self._conn.recv()
+            except (EOFError, OSError):
+                # The server died without a shutdown: stop soon, however the job behaves.
+                self._stop()
+                watchdog = threading.Timer(ORPHAN_GRACE, os._exit, args=(1,))
+                watchdog.daemon = True  # a clean exit before it fires must not wait for it
+                watchdog.start()
+                return
+            try:
+                message = protocol.decode(data)
+            except protocol.ProtocolError as exc:
+                logger.error("ignoring a malformed message: %s", exc)
+                continue
+            if isinstance(message, protocol.Run):
+                self._runs.put(message)
+            elif isinstance(message, protocol.Cancel):
+                self.cancel(message.job_id)
+            elif isinstance(message, protocol.Shutdown):
+                self._stop()
+                return
+
+    def _stop(self) -> None:
+        self._stopping.set()
+        with self._state_lock:
+            job = self._current
+        if job is not None:
+            self.cancel(job.run.job_id)
+        self._runs.put(None)
+
+    def cancel(self, job_id: str) -> None:
+        with self._state_lock:
+            job = self._current
+            if job is None or job.run.job_id != job_id:
+                return
+            job.cancel_requested.set()
+            engine = job.engine
+        if engine is not None:
+            _native_cancel(engine)
+
+    # -- jobs -----------------------------------------------------------------------------
+    def _execute(self, run: protocol.Run) -> None:
+        job = _Job(run)
+        with self._state_lock:
+            self._current = job
+        final: protocol.Message
+        try:
+            if run.kind in protocol.IMAGE_KINDS:
+                final = self._image(job)
+            elif run.kind == "upscale":
+                final = self._upscale(job)
+            else:
+                raise InvalidArgument(f"unknown job kind {run.kind!r}")
+        except Cancelled:
+            final = protocol.Cancelled(job_id=run.job_id)
+        except Exception as exc:
+            code = next((c for t, c in ERROR_CODES if isinstance(exc, t)), "INTERNAL_ERROR")
+            if code == "INTERNAL_ERROR":
+                logger.exception("job %s failed", run.job_id)
+            final = protocol.Failed(job_id=run.job_id, error=str(exc) or repr(exc), code=code)
+        finally:
+            with self._state_lock:
+                self._current = None
+        self.send(final)
+
+    def _image(self, job: _Job) -> protocol.Message:
+        run = job.run
+        spec = jobs.parse_image_job(run.params, self._defaults)
+        report = _Reporter(self.send, job)
+        _check_cancel(job)
+
+        def load() -> StableDiffusion:
+            report("loading", 0, 1, force=True)
+            return StableDiffusion(
+                **spec.context, progress=lambda p: report("loading", p.step, p.total)
+            )
+
+        load_started = time.perf_counter()
+        engine, loaded = self._models.get(spec.context_key, load)
+        load_time = time.perf_counter() - load_started if loaded else 0.0
+        _test_hooks(spec.prompt)
+        _check_cancel(job)
+
+        def on_progress(p: Progress) -> None:
+            if job.cancel_requested.is_set():
+                _native_cancel(engine)  # covers a cancel that raced the start of generate()
+            report("sampling", p.step, p.total)
+            if p.total > 0 and p.step == p.total:
+                report("decoding", 0, 1, force=True)
+
+        def on_preview(step: int, frames: list[Image.Image], _noisy: bool) -> None:
+            if frames:
+                png = jobs.preview_png(frames[0])
+                self.send(protocol.Preview(job_id=run.job_id, step=step, png=png))
+
+        with self._state_lock:
+            job.engine = engine
+        try:
+            images = engine.generate(
+                spec.prompt,
+                progress=on_progress,
+                preview=on_preview if spec.preview else None,
+                **spec.preview_options,
+                **spec.options,
+            )
+        finally:
+            with self._state_lock:
+                job.engine = None
+        report("saving", 0, len(images), force=True)
+        outputs = jobs.write_outputs(
+            images, run.output_dir, spec.output, lambda i, n: report("saving", i, n, force=True)
+        )
+        width, height = images[0].size if images else (0, 0)
+        result: protocol.JobResult = {
+            "seeds": [int(image.info["seed"]) for image in images],
+            "generation_time": engine.last_generation_time,
+            "load_time": load_time,
+            "parameters": [str(image.info.get("parameters", "")) for image in images],
+            "width": width,
+            "height": height,
+        }
+        return protocol.Done(job_id=run.job_id, outputs=outputs, result=dict(result))
+
+    def _upscale(self, job: _Job) -> protocol.Message:
+        run = job.run
+        spec = jobs.parse_upscale_job(run.params, self._defaults)
+        report = _Reporter(self.send, job)
+        image = jobs.open_image(spec.image_path, "image_path")
+        _check_cancel(job)
+
+        def load() -> Upscaler:
+            report("loading", 0, 1, force=True)
+            return Upscaler(spec.model, **spec.options)
+
+        load_started = time.perf_counter()
+        upscaler, loaded = self._upscalers.get(spec.context_key, load)
+        load_time = time.perf_counter() - load_started if loaded else 0.0
+        _check_cancel(job)  # the engine's upscaler has no cancel: the client's grace kill does
+        report("sampling", 0, 1, force=True)
+        started = time.perf_counter()
+        big = upscaler.upscale(image, spec.factor)
+        generation_time = time.perf_counter() - started
+        if text := image.info.get("parameters"):
+            big.info["parameters"] = text  # an upscaled image keeps what made it
+        report("saving", 0, 1, force=True)
+        outputs = jobs.write_outputs([big], run.output_dir, spec.output)
+        result: protocol.JobResult = {
+            "seeds": [],
+            "generation_time": generation_time,
+            "load_time": load_time,
+            "parameters": [str(big.info.get("parameters", ""))],
+            "width": big.width,
+            "height": big.height,
+        }
+        return protocol.Done(job_id=run.job_id, outputs=outputs, result=dict(result))
+
+
+class _Reporter:
+    """Sends progress, at most every PROGRESS_INTERVAL within a phase: the engine may call
+    back hundreds of times a second while loading, the server needs a few updates."""
+
+    def __init__(self, send: Callable[[protocol.Message], None], job: _Job) -> None:
+        self._send = send
+        self._job = job
+        self._phase = ""
+        self._last = 0.0
+
+    def __call__(self, phase: str, step: int, total: int, *, force: bool = False) -> None:
+        now = time.perf_counter()
+        boundary = phase != self._phase or step in (0, total)
+        if not (force or boundary or now - self._last >= PROGRESS_INTERVAL):
+            return
+        self._phase, self._last = phase, now
+        job_id = self._job.run.job_id
+        self._send(protocol.Progress(job_id, phase, step, total, self._job.elapsed))
+
+
+class ForwardHandler(logging.Handler):
+    """Forwards log records to the server as ``log`` messages, with a token bucket so a
+    chatty failure (a warning per tensor) cannot flood the pipe; dropped lines are counted."""
+
+    def __init__(
+        self,
+        send: Callable[[protocol.Message], None],
+        burst: int = LOG_BURST,
+        rate: float = LOG_RATE,
+    ) -> None:
+        super().__init__(logging.WARNING)
+        self._send = send
+        self._burst, self._rate = burst, rate
+        self._tokens = float(burst)
+        self._stamp = time.monotonic()
+        self._dropped = 0
+        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        now = time.monotonic()
+        # logging.Handler.handle holds self.lock around emit(): the bucket needs no other lock.
+        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+        if self._tokens < 1:
+            self._dropped += 1
+            return
+        self._tokens -= 1
+        try:
+            text = self.format(record).rstrip("\n")
+        except Exception:
+            self.handleError(record)
+            return
+        if self._dropped:
+            text = f"{text} ({self._dropped} earlier lines suppressed)"
+            self._dropped = 0
+        self._send(protocol.Log(level=record.levelname.lower(), text=text))
+
+
+def _check_cancel(job: _Job) -> None:
+    if job.cancel_requested.is_set():
+        raise Cancelled("cancelled before generation started")
+
+
+def _native_cancel(engine: StableDiffusion) -> None:
+    if _native.HAS_CANCEL:
+        engine.cancel()
+    # else: the client kills the worker when the grace period ends
+
+
+def _test_hooks(prompt: str) -> None:
+    """Deliberate failures for the crash/kill tests; inert unless SDCPP_TEST_HOOKS=1."""
+    if os.environ.get("SDCPP_TEST_HOOKS") != "1":
+        return
+    if prompt == "__crash__":
+        os.abort()  # as GGML_ASSERT does
+    if prompt == "__hang__":
+        while True:  # a native call that never looks at the cancel flag
+            time.sleep(0.1)
