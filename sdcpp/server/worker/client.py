@@ -12,6 +12,7 @@ This module does not import the engine: the child imports ``process`` itself.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import threading
@@ -166,23 +167,28 @@ class EngineClient:
                 self._state = "busy"
             message = protocol.Run(job_id=job_id, kind=kind, params=params, output_dir=output_dir)
             self._try_send(conn, message)  # if the worker is dead, the pump notices
-            final = self._pump(process, conn, job_id, on_event)
-            if final is None:
-                return self._after_death(process, job_id)
-            with self._lock:
-                if self._state == "busy":
-                    self._state = "stopped" if self._closed else "ready"
-            return final
+            try:
+                final = self._pump(process, conn, job_id, on_event)
+                if final is None:
+                    return self._after_death(process, job_id)
+                return final
+            finally:
+                self._end_job()  # also when something unexpected escapes the pump
+                with self._lock:
+                    if self._state == "busy":
+                        self._state = "stopped" if self._closed else "ready"
 
-    def cancel(self, job_id: str) -> bool:
+    def cancel(self, job_id: str, *, grace: float | None = None) -> bool:
         """Ask the worker to stop ``job_id``; False if it is not the running job. If the job
-        has not ended ``cancel_grace`` seconds later, the worker is killed and restarted."""
+        has not ended ``grace`` seconds later (default ``cancel_grace``), the worker is killed
+        and restarted. Repeated calls resend the cancel but keep the first deadline."""
+        grace = self._cancel_grace if grace is None else grace
         with self._lock:
             if self._job_id != job_id or self._process is None or self._conn is None:
                 return False
             process, conn = self._process, self._conn
             if self._cancel_timer is None:
-                timer = threading.Timer(self._cancel_grace, self._grace_expired, (job_id, process))
+                timer = threading.Timer(grace, self._grace_expired, (job_id, process, grace))
                 timer.daemon = True
                 timer.start()
                 self._cancel_timer = timer
@@ -245,6 +251,8 @@ class EngineClient:
             self._restarts += 1
             try:
                 self._spawn()
+            except WorkerStopped:
+                pass
             except WorkerStartError:
                 logger.exception("restarting the worker failed; the next job tries again")
                 self._set_state("stopped")
@@ -285,8 +293,19 @@ class EngineClient:
             self._set_state("stopped")
             raise
         with self._lock:
-            self._process, self._conn, self._pid = process, parent, pid
-            self._state = "stopped" if self._closed else "ready"
+            closed = self._closed
+            if not closed:
+                self._process, self._conn, self._pid = process, parent, pid
+                self._state = "ready"
+        if closed:  # stop() ran while this worker was starting: it must not outlive the client
+            self._try_send(parent, protocol.Shutdown())
+            process.join(5.0)
+            if process.is_alive():
+                process.kill()
+                process.join(5.0)
+            parent.close()
+            self._set_state("stopped")
+            raise WorkerStopped("the engine client was stopped while a worker started")
         logger.info("worker pid %s ready in %.2fs", pid, time.perf_counter() - started)
 
     def _await_ready(self, process: BaseProcess, conn: Connection) -> int:
@@ -296,7 +315,7 @@ class EngineClient:
             if conn in ready:
                 try:
                     message = protocol.decode(conn.recv())
-                except (EOFError, OSError):
+                except (EOFError, OSError, protocol.ProtocolError):
                     break
                 if isinstance(message, protocol.Ready):
                     return message.pid
@@ -304,13 +323,14 @@ class EngineClient:
                     self._log(message)
             elif ready:
                 break
-        if process.is_alive():
+        else:
             raise WorkerStartError(f"worker sent no ready within {self._start_timeout:.0f}s")
-        process.join(1.0)
+        # The sentinel (or EOF) can come a moment before the process is reaped: join first.
+        process.join(5.0)
         reason = protocol.exit_reason(process.exitcode).replace("crashed", "failed to start")
         raise WorkerStartError(reason)
 
-    def _grace_expired(self, job_id: str, process: BaseProcess) -> None:
+    def _grace_expired(self, job_id: str, process: BaseProcess, grace: float) -> None:
         with self._lock:
             if self._job_id != job_id or self._process is not process:
                 return  # the job ended in time
@@ -320,7 +340,7 @@ class EngineClient:
         logger.warning(
             "job %s ignored cancel for %.1fs; killed worker pid %s",
             job_id,
-            self._cancel_grace,
+            grace,
             process.pid,
         )
 
@@ -343,11 +363,9 @@ class EngineClient:
             conn.close()
 
     def _try_send(self, conn: Connection, message: protocol.Message) -> None:
-        with self._send_lock:
-            try:
-                conn.send(protocol.encode(message))
-            except (OSError, ValueError):
-                pass  # the worker is gone (or the pipe closed); the pump reports it
+        # A failure means the worker is gone (or the pipe closed); the pump reports it.
+        with self._send_lock, contextlib.suppress(OSError, ValueError):
+            conn.send(protocol.encode(message))
 
     def _set_state(self, state: State) -> None:
         with self._lock:

@@ -18,8 +18,10 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from ... import images
 from ..._context import MODEL_FILES
-from ..._generation import GenerationRequest
+from ..._files import check_model_file
+from ..._generation import GenerationRequest, build_img_params
 from ..._pngmeta import png_bytes
 from ..._safetensors import atomic_write
 from ...errors import InvalidArgument
@@ -60,6 +62,8 @@ PREVIEW_MAX_SIDE = 256
 UPSCALE_KEYS = frozenset(
     {"upscaler", "image_path", "factor", "n_threads", "tile_size", "offload_params_to_cpu"}
 )
+# Kept by the server for display (the job's prompt, the source size); the upscaler ignores them.
+UPSCALE_INFO_KEYS = frozenset({"prompt", "width", "height"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +112,13 @@ def cache_key(context: Mapping[str, Any]) -> str:
     return json.dumps(resolved, sort_keys=True, default=str)
 
 
+def check_files(context: Mapping[str, Any]) -> None:
+    """ModelLoadError for a missing or damaged model file, before anything is unloaded."""
+    for key in sorted(FILE_KEYS & set(context)):
+        if context[key] is not None:
+            check_model_file(context[key], key)
+
+
 def parse_image_job(params: Mapping[str, Any], defaults: Mapping[str, Any]) -> ImageJob:
     """Split params into context keywords, generation options and output settings.
 
@@ -119,10 +130,13 @@ def parse_image_job(params: Mapping[str, Any], defaults: Mapping[str, Any]) -> I
     preview = params.pop("preview", True)
     if not isinstance(preview, bool):
         raise InvalidArgument("preview must be true or false")
-    preview_options = {
+    preview_options: dict[str, Any] = {
         key: params.pop(key) for key in ("preview_mode", "preview_interval") if key in params
     }
     prompt = params.pop("prompt", "")
+    canny = params.pop("canny", False)
+    if not isinstance(canny, bool):
+        raise InvalidArgument("canny must be true or false")
     context = {key: value for key, value in defaults.items() if key in CONTEXT_KEYS}
     options: dict[str, Any] = {}
     for key, value in params.items():
@@ -139,20 +153,37 @@ def parse_image_job(params: Mapping[str, Any], defaults: Mapping[str, Any]) -> I
             raise InvalidArgument(f"unknown parameter {key!r}")
     if not context.get("model") and not context.get("diffusion_model"):
         raise InvalidArgument("params need a model (an absolute path)")
+    if canny:
+        if "control_image" not in options:
+            raise InvalidArgument("canny needs a control image")
+        # The engine's own preprocessor, as sd-cli --canny applies it to the control image.
+        options["control_image"] = images.canny(options["control_image"])
+    _validate(prompt, options)
     return ImageJob(context, prompt, options, output, preview, preview_options)
+
+
+def _validate(prompt: Any, options: dict[str, Any]) -> None:
+    """Run the library's own request checks now (they need no model): a bad size or step
+    count must fail before a model switch, not after loading gigabytes."""
+    seed = options.get("seed")
+    valid_seed = seed if isinstance(seed, int) and seed >= 0 else 0  # random seeds: any
+    try:
+        build_img_params(GenerationRequest(prompt=prompt, **options), valid_seed)
+    except TypeError as exc:
+        raise InvalidArgument(str(exc)) from None
 
 
 def parse_upscale_job(params: Mapping[str, Any], defaults: Mapping[str, Any]) -> UpscaleJob:
     params = dict(params)
     output = _output(params)
-    unknown = set(params) - UPSCALE_KEYS
+    unknown = set(params) - UPSCALE_KEYS - UPSCALE_INFO_KEYS
     if unknown:
         raise InvalidArgument(f"unknown parameter {sorted(unknown)[0]!r}")
     for key in ("upscaler", "image_path"):
         if not isinstance(params.get(key), str):
             raise InvalidArgument(f"upscale needs {key} (a path)")
-    options = {key: params[key] for key in UPSCALE_KEYS - {"upscaler", "image_path", "factor"}}
-    options = {key: value for key, value in options.items() if key in params}
+    settings = UPSCALE_KEYS - {"upscaler", "image_path", "factor"}
+    options = {key: value for key, value in params.items() if key in settings}
     if "n_threads" not in options and defaults.get("n_threads") is not None:
         options["n_threads"] = defaults["n_threads"]
     return UpscaleJob(

@@ -11,6 +11,7 @@ copy locks held by other threads). Nothing here is imported by the server proces
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import logging
 import os
@@ -25,6 +26,7 @@ from typing import Any, Generic, TypeVar
 from PIL import Image
 
 from ... import _native
+from ..._files import check_model_file
 from ...errors import (
     Cancelled,
     InvalidArgument,
@@ -34,6 +36,7 @@ from ...errors import (
 from ...stable_diffusion import Progress, StableDiffusion
 from ...upscaler import Upscaler
 from . import jobs, protocol
+from .reporting import ForwardHandler, Reporter
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +49,6 @@ ERROR_CODES: tuple[tuple[type[BaseException], str], ...] = (
     (UnsupportedError, "INVALID_PARAMETERS"),
     (ModelLoadError, "MODEL_LOAD_FAILED"),
 )
-PROGRESS_INTERVAL = 0.1  # seconds between progress messages within one phase
-LOG_BURST = 20  # log lines forwarded at once before the rate limit applies
-LOG_RATE = 5.0  # log lines per second forwarded on average
 ORPHAN_GRACE = 5.0  # seconds a job may run on after the server went away
 
 
@@ -71,10 +71,15 @@ class ModelSlot(Generic[T]):
         self.key: str | None = None
         self.model: T | None = None
 
-    def get(self, key: str, load: Callable[[], T]) -> tuple[T, bool]:
-        """(model, loaded_now)."""
+    def get(
+        self, key: str, load: Callable[[], T], check: Callable[[], object] | None = None
+    ) -> tuple[T, bool]:
+        """(model, loaded_now). ``check`` runs before the loaded model is closed, so a request
+        naming a missing or broken file fails without unloading the model in use."""
         if self.model is not None and key == self.key:
             return self.model, False
+        if check is not None:
+            check()
         self.clear()
         self.model = load()
         self.key = key
@@ -93,10 +98,6 @@ class _Job:
         self.cancel_requested = threading.Event()
         self.engine: StableDiffusion | None = None  # set while generate() runs
 
-    @property
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.started
-
 
 class Worker:
     def __init__(self, conn: Connection, settings: dict[str, Any]) -> None:
@@ -105,6 +106,9 @@ class Worker:
         self._send_lock = threading.Lock()  # progress, logs and results come from any thread
         self._state_lock = threading.Lock()  # guards _current against cancel()
         self._current: _Job | None = None
+        # Cancels that arrived after a run was queued but before it started (the receiver
+        # sees both before the generation thread picks the run up).
+        self._early_cancels: set[str] = set()
         self._runs: queue.Queue[protocol.Run | None] = queue.Queue()
         self._stopping = threading.Event()
         self._models: ModelSlot[StableDiffusion] = ModelSlot()
@@ -112,14 +116,13 @@ class Worker:
 
     # -- plumbing -------------------------------------------------------------------------
     def send(self, message: protocol.Message) -> None:
-        with self._send_lock:
-            try:
-                self._conn.send(protocol.encode(message))
-            except (OSError, ValueError):
-                pass  # the server is gone; the receiver sees EOF and stops us
+        # A failure means the server is gone; the receiver sees EOF and stops us.
+        with self._send_lock, contextlib.suppress(OSError, ValueError):
+            self._conn.send(protocol.encode(message))
 
     def serve(self) -> None:
         handler = ForwardHandler(self.send)
+        handler.addFilter(self._forwardable)
         root = logging.getLogger()
         root.addHandler(handler)
         root.setLevel(logging.WARNING)
@@ -173,6 +176,7 @@ class Worker:
         with self._state_lock:
             job = self._current
             if job is None or job.run.job_id != job_id:
+                self._early_cancels.add(job_id)
                 return
             job.cancel_requested.set()
             engine = job.engine
@@ -184,6 +188,10 @@ class Worker:
         job = _Job(run)
         with self._state_lock:
             self._current = job
+            if run.job_id in self._early_cancels or self._stopping.is_set():
+                job.cancel_requested.set()
+            # Only this job's id can matter from now on: the client sends one run at a time.
+            self._early_cancels.clear()
         final: protocol.Message
         try:
             if run.kind in protocol.IMAGE_KINDS:
@@ -207,7 +215,7 @@ class Worker:
     def _image(self, job: _Job) -> protocol.Message:
         run = job.run
         spec = jobs.parse_image_job(run.params, self._defaults)
-        report = _Reporter(self.send, job)
+        report = Reporter(self.send, run.job_id, job.started)
         _check_cancel(job)
 
         def load() -> StableDiffusion:
@@ -217,10 +225,11 @@ class Worker:
             )
 
         load_started = time.perf_counter()
-        engine, loaded = self._models.get(spec.context_key, load)
+        engine, loaded = self._models.get(
+            spec.context_key, load, lambda: jobs.check_files(spec.context)
+        )
         load_time = time.perf_counter() - load_started if loaded else 0.0
         _test_hooks(spec.prompt)
-        _check_cancel(job)
 
         def on_progress(p: Progress) -> None:
             if job.cancel_requested.is_set():
@@ -235,6 +244,7 @@ class Worker:
                 self.send(protocol.Preview(job_id=run.job_id, step=step, png=png))
 
         with self._state_lock:
+            _check_cancel(job)  # from here on, cancel() reaches the engine itself
             job.engine = engine
         try:
             images = engine.generate(
@@ -265,7 +275,7 @@ class Worker:
     def _upscale(self, job: _Job) -> protocol.Message:
         run = job.run
         spec = jobs.parse_upscale_job(run.params, self._defaults)
-        report = _Reporter(self.send, job)
+        report = Reporter(self.send, run.job_id, job.started)
         image = jobs.open_image(spec.image_path, "image_path")
         _check_cancel(job)
 
@@ -274,7 +284,9 @@ class Worker:
             return Upscaler(spec.model, **spec.options)
 
         load_started = time.perf_counter()
-        upscaler, loaded = self._upscalers.get(spec.context_key, load)
+        upscaler, loaded = self._upscalers.get(
+            spec.context_key, load, lambda: check_model_file(spec.model, "upscaler")
+        )
         load_time = time.perf_counter() - load_started if loaded else 0.0
         _check_cancel(job)  # the engine's upscaler has no cancel: the client's grace kill does
         report("sampling", 0, 1, force=True)
@@ -295,63 +307,12 @@ class Worker:
         }
         return protocol.Done(job_id=run.job_id, outputs=outputs, result=dict(result))
 
-
-class _Reporter:
-    """Sends progress, at most every PROGRESS_INTERVAL within a phase: the engine may call
-    back hundreds of times a second while loading, the server needs a few updates."""
-
-    def __init__(self, send: Callable[[protocol.Message], None], job: _Job) -> None:
-        self._send = send
-        self._job = job
-        self._phase = ""
-        self._last = 0.0
-
-    def __call__(self, phase: str, step: int, total: int, *, force: bool = False) -> None:
-        now = time.perf_counter()
-        boundary = phase != self._phase or step in (0, total)
-        if not (force or boundary or now - self._last >= PROGRESS_INTERVAL):
-            return
-        self._phase, self._last = phase, now
-        job_id = self._job.run.job_id
-        self._send(protocol.Progress(job_id, phase, step, total, self._job.elapsed))
-
-
-class ForwardHandler(logging.Handler):
-    """Forwards log records to the server as ``log`` messages, with a token bucket so a
-    chatty failure (a warning per tensor) cannot flood the pipe; dropped lines are counted."""
-
-    def __init__(
-        self,
-        send: Callable[[protocol.Message], None],
-        burst: int = LOG_BURST,
-        rate: float = LOG_RATE,
-    ) -> None:
-        super().__init__(logging.WARNING)
-        self._send = send
-        self._burst, self._rate = burst, rate
-        self._tokens = float(burst)
-        self._stamp = time.monotonic()
-        self._dropped = 0
-        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        now = time.monotonic()
-        # logging.Handler.handle holds self.lock around emit(): the bucket needs no other lock.
-        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
-        self._stamp = now
-        if self._tokens < 1:
-            self._dropped += 1
-            return
-        self._tokens -= 1
-        try:
-            text = self.format(record).rstrip("\n")
-        except Exception:
-            self.handleError(record)
-            return
-        if self._dropped:
-            text = f"{text} ({self._dropped} earlier lines suppressed)"
-            self._dropped = 0
-        self._send(protocol.Log(level=record.levelname.lower(), text=text))
+    def _forwardable(self, record: logging.LogRecord) -> bool:
+        """A cancelled generation makes the engine log "generation cancelled" and "sampling
+        failed": that is the cancel working, not something for the server's error log."""
+        job = self._current  # a plain read: this runs inside native log callbacks
+        cancelling = job is not None and job.cancel_requested.is_set()
+        return not (cancelling and record.name == "sdcpp.native")
 
 
 def _check_cancel(job: _Job) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,14 +11,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fake_engine import FakeEngine
 from PIL import Image
 from starlette.testclient import TestClient
 
 from sdcpp import _safetensors
 from sdcpp.server import Settings, create_app
-
-sys.path.insert(0, str(Path(__file__).parent))
-from fake_engine import FakeEngine
 
 
 def b64_png(size: tuple[int, int] = (64, 64), mode: str = "RGB") -> str:
