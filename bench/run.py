@@ -45,15 +45,17 @@ class Row:
 
 
 def run_child(python: str, kind: str, model: Path, args: dict[str, Any]) -> dict[str, Any]:
-    """Run one measurement child; returns its JSON plus ru_maxrss from wait4 (MiB)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    """Run one measurement child (its JSON result).
+
+    The child runs as a script from a scratch directory, so ``import sdcpp`` finds the package
+    installed in ``python``'s environment, never this checkout's sources.
+    """
     proc = subprocess.Popen(
-        [python, "-m", "bench.children", kind, str(model), json.dumps(args)],
+        [python, str(ROOT / "bench" / "children.py"), kind, str(model), json.dumps(args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
-        cwd=ROOT,
+        cwd=tempfile.gettempdir(),
     )
     out, err = proc.communicate()
     if proc.returncode != 0:

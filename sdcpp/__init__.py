@@ -7,11 +7,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from . import _native
 from ._generation import GenerationRequest
 from ._logging import set_log_callback
 from .convert import convert
-from .detect import Detection, detect, detect_from_tensors
 from .errors import (
     Cancelled,
     ClosedError,
@@ -83,6 +84,21 @@ __all__ = [
     "set_log_callback",
     "system_info",
 ]
+
+
+# Loaded on first use: detection is not needed to generate, and every module imported here
+# is resident in every process that imports sdcpp (the server's worker included).
+_LAZY = {"Detection": ".detect", "detect": ".detect", "detect_from_tensors": ".detect"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sdcpp' has no attribute {name!r}")
 
 
 def system_info() -> str:

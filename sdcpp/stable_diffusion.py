@@ -7,6 +7,7 @@ instances) run one at a time; a second thread calling ``generate()`` waits for t
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -35,7 +36,6 @@ from .options import (
     WeightType,
 )
 from .parameters import SAMPLER_NAMES, SCHEDULER_NAMES, format_parameters
-from .video import VideoRequest, build_vid_params
 
 if TYPE_CHECKING:
     from .plan import ContextPlan, RecommendedDefaults
@@ -190,6 +190,13 @@ class StableDiffusion:
         self.close()
 
     # -- queries --------------------------------------------------------------------------
+    @functools.cached_property
+    def model_hash(self) -> str:
+        """SHA-256 of the main model file (cached on disk; A1111's short hash is [:10])."""
+        from .registry.hashing import cached_sha256
+
+        return cached_sha256(self.files.get("model") or self.files["diffusion_model"])
+
     @property
     def default_sample_method(self) -> SampleMethod:
         return SampleMethod(self._ctx.default_sample_method().library_name)
@@ -266,6 +273,7 @@ class StableDiffusion:
             "CFG scale": options.get("cfg_scale", defaults.sample_params.txt_cfg),
             "Seed": seed,
             "Size": f"{size[0]}x{size[1]}",
+            "Model hash": self.model_hash[:10],
             "Model": self.model_name,
             "Denoising strength": (
                 options.get("strength", defaults.strength)
@@ -361,6 +369,8 @@ class StableDiffusion:
             try:
                 if not self.supports_video:
                     raise UnsupportedError("this model generates images; use generate()")
+                from .video import VideoRequest, build_vid_params
+
                 prompt, tag_loras = extract_lora_tags(prompt, self.lora_dir)
                 request = VideoRequest(prompt=prompt, **options)
                 seed = _resolve_seed(request.seed)

@@ -116,3 +116,28 @@ class HashCache:
             atomic_write(self._file, [payload.encode("utf-8")])
         except OSError as exc:
             logger.warning("cannot write hash cache %s: %s", self._file, exc)
+
+
+_default_cache: HashCache | None = None
+_default_lock = threading.Lock()
+
+
+def cached_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of any file, cached on disk by (absolute path, size, mtime) in
+    ``$SDCPP_HASH_CACHE_DIR`` (default ``~/.cache/sdcpp``): a model is read once per version."""
+    global _default_cache
+    real = os.path.realpath(path)
+    stat = os.stat(real)
+    with _default_lock:
+        if _default_cache is None:
+            folder = os.environ.get("SDCPP_HASH_CACHE_DIR") or os.path.join(
+                os.path.expanduser("~"), ".cache", "sdcpp"
+            )
+            os.makedirs(folder, exist_ok=True)
+            _default_cache = HashCache(folder)
+        cache = _default_cache
+    digest = cache.get(real, stat.st_size, stat.st_mtime_ns)
+    if digest is None:
+        digest = sha256_file(real)
+        cache.put(real, stat.st_size, stat.st_mtime_ns, digest)
+    return digest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -57,6 +58,8 @@ def test_generate_writes_png_with_parameters(
     assert code == 0 and stdout.strip() == str(out)
     params = read_parameters(out)
     assert (params["prompt"], params["seed"], params["steps"]) == ("a red fox", 7, 2)
+    with tiny_path.open("rb") as f:
+        assert params["settings"]["Model hash"] == hashlib.file_digest(f, "sha256").hexdigest()[:10]
     with Image.open(out) as image:
         assert image.size == (64, 64)
 
