@@ -22,6 +22,7 @@ from .events import EventBus
 from .generation import GenerationService
 from .jobs import JobService
 from .middleware import BodyLimitMiddleware, RequestIdMiddleware
+from .openapi import build_openapi
 from .routers import native
 from .settings import Settings
 from .store import JobStore
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None, *, engine: Any = None) -> Starl
         state.jobs = JobService(settings, state.store, state.engine, state.events)
         state.generation = GenerationService(settings, state.registry, state.jobs)
         state.jobs.start()
+        state.openapi = build_openapi(app.routes, native.BODIES)
         try:
             yield
         finally:

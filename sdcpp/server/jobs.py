@@ -63,7 +63,8 @@ class JobService:
         self.live: dict[str, LiveState] = {}
         self.current: str | None = None
         self.accepting = True
-        self._interrupted = False  # set when shutdown stops the worker under a running job
+        self._interrupted = False
+        self._restart_engine = False  # set when shutdown stops the worker under a running job
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -126,6 +127,11 @@ class JobService:
             self._cleanup_inputs(job_id)
         return deleted
 
+    def request_engine_restart(self) -> None:
+        """Restart the worker between jobs (never under a running one)."""
+        self._restart_engine = True
+        self._wake.set()
+
     # -- queries -------------------------------------------------------------------------
     def output_dir(self, job_id: str) -> Path:
         return self.settings.outputs_path / job_id
@@ -167,6 +173,17 @@ class JobService:
     # -- dispatcher ----------------------------------------------------------------------
     def _dispatch_loop(self) -> None:
         while not self._stop.is_set():
+            if self._restart_engine:
+                self._restart_engine = False
+                logger.warning("restarting the engine worker on request")
+                self.engine.stop()
+                self.engine.start()
+                self.events.publish(
+                    {
+                        "type": "system_update",
+                        "data": {"status": "worker_restarted", "pid": self.engine.pid},
+                    }
+                )
             job = self.store.claim_next("local-worker")
             if job is None:
                 self._wake.wait(timeout=1.0)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import mimetypes
 import time
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -130,6 +131,73 @@ async def config(request: Request) -> JSONResponse:
     )
 
 
+def _system_info(request: Request) -> dict[str, Any]:
+    import os
+    import shutil
+
+    from ...cli.tools import build_info
+
+    meminfo = {}
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            meminfo[key] = int(value.split()[0]) * 1024
+    except OSError:
+        pass
+    data_dir = request.app.state.settings.data_dir
+    disk = shutil.disk_usage(data_dir)
+    info = build_info()
+    return {
+        "system": {
+            "cpu": {
+                "logical_cores": os.cpu_count(),
+                "physical_cores": info["physical_cores"],
+                "features": info["cpu_features"],
+            },
+            "memory": {"total": meminfo.get("MemTotal"), "available": meminfo.get("MemAvailable")},
+            "disk": {"path": str(data_dir), "total": disk.total, "free": disk.free},
+            "backends": ["cpu"],
+            "engine": {"version": info["engine_version"], "commit": info["engine_commit"]},
+            "capabilities": {
+                "cancel": info["cancel"],
+                "image": True,
+                "upscale": True,
+                "video": True,
+                "websocket": True,
+                "sse": True,
+            },
+            "worker": {
+                "state": request.app.state.engine.state,
+                "pid": request.app.state.engine.pid,
+                "restarts": request.app.state.engine.restarts,
+            },
+        }
+    }
+
+
+async def system(request: Request) -> JSONResponse:
+    """Hardware, memory, disk, backends and capabilities."""
+    return JSONResponse(await run_in_threadpool(_system_info, request))
+
+
+async def system_restart(request: Request) -> JSONResponse:
+    """Restart the engine worker once the running job (if any) has finished."""
+    request.app.state.jobs.request_engine_restart()
+    return JSONResponse({"message": "Server restart initiated"}, status_code=202)
+
+
+async def openapi_json(request: Request) -> JSONResponse:
+    """This API as OpenAPI 3.1."""
+    return JSONResponse(request.app.state.openapi)
+
+
+async def docs(request: Request) -> Response:
+    """A readable index of the API."""
+    from ..openapi import docs_html
+
+    return Response(docs_html(request.app.state.openapi), media_type="text/html")
+
+
 # -- generation ---------------------------------------------------------------------------
 def _queued(job: Any) -> JSONResponse:
     return JSONResponse(
@@ -144,9 +212,11 @@ def _queued(job: Any) -> JSONResponse:
 
 
 async def generate(request: Request) -> JSONResponse:
-    if request.path_params["kind"] not in GENERATE_KINDS:
-        raise ApiError(404, "NOT_FOUND", f"no generator {request.path_params['kind']!r}")
-    kind, model = GENERATE_KINDS[request.path_params["kind"]]
+    """Queue a generation job (answers 202 with its job_id)."""
+    name = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+    if name not in GENERATE_KINDS:
+        raise ApiError(404, "NOT_FOUND", f"no generator {name!r}")
+    kind, model = GENERATE_KINDS[name]
     req = await body(request, model)
     job = await run_in_threadpool(request.app.state.generation.submit, kind, req, None)
     return _queued(job)
@@ -393,6 +463,16 @@ async def events_ws(websocket: WebSocket) -> None:
         return
 
 
+# (method, route path) -> request body model, for the OpenAPI document
+BODIES: dict[tuple[str, str], type[BaseModel]] = {
+    **{("POST", f"/api/generate/{name}"): model for name, (_, model) in GENERATE_KINDS.items()},
+    ("POST", "/api/generate/upscale"): UpscaleRequest,
+    ("POST", "/api/v1/generate"): Text2ImgRequest,
+    ("POST", "/api/queue/cancel"): CancelRequest,
+    ("POST", "/api/validate"): Text2ImgRequest,
+}
+
+
 def routes() -> list[BaseRoute]:
     return [
         Route("/api/health", health),
@@ -400,9 +480,17 @@ def routes() -> list[BaseRoute]:
         Route("/api/status", status),
         Route("/readyz", readyz),
         Route("/api/version", version),
+        Route("/api/system", system),
+        Route("/api/system/restart", system_restart, methods=["POST"]),
+        Route("/openapi.json", openapi_json),
+        Route("/docs", docs),
         Route("/api/config", config),
         Route("/api/generate/upscale", upscale, methods=["POST"]),
-        Route("/api/generate/{kind:str}", generate, methods=["POST"]),
+        *(
+            Route(f"/api/generate/{name}", generate, methods=["POST"], name=f"generate_{name}")
+            for name in GENERATE_KINDS
+        ),
+        Route("/api/generate/{kind:str}", generate, methods=["POST"]),  # unknown kinds: 404
         Route("/api/v1/generate", generate_sync, methods=["POST"]),
         Route("/api/v1/generate/{job_id:str}", generate_result),
         Route("/api/queue/status", queue_status),

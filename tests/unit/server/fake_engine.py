@@ -28,6 +28,8 @@ class FakeEngine:
 
     def start(self) -> None:
         self.state = "ready"
+        with self._lock:
+            self._stopped = False
 
     def stop(self, timeout: float = 10) -> None:
         self.state = "stopped"

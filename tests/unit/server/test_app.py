@@ -232,3 +232,33 @@ def test_restart_keeps_queued_jobs_and_requeues_the_running_one(tmp_path: Path) 
         c.post("/api/queue/cancel", json={"job_id": slow})
         assert wait_done(c, later)["status"] == "completed"
         assert wait_done(c, slow)["status"] == "cancelled"
+
+
+def test_openapi_docs_and_system(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert spec["openapi"] == "3.1.0"
+    op = spec["paths"]["/api/generate/text2img"]["post"]
+    ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert ref.endswith("/Text2ImgRequest")
+    assert "prompt" in spec["components"]["schemas"]["Text2ImgRequest"]["required"]
+    assert "/api/queue/job/{job_id}" in spec["paths"] and "/ws" in spec["paths"]
+    page = client.get("/docs")
+    assert page.status_code == 200 and "/api/generate/text2img" in page.text
+    system = client.get("/api/system").json()["system"]
+    assert system["cpu"]["physical_cores"] >= 1 and system["memory"]["total"] > 0
+    assert system["capabilities"]["cancel"] is True
+
+
+def test_system_restart_restarts_the_worker_between_jobs(
+    client: TestClient, engine: FakeEngine
+) -> None:
+    stops = []
+    original = engine.stop
+    engine.stop = lambda timeout=10: (stops.append(1), original(timeout))  # type: ignore[method-assign]
+    assert client.post("/api/system/restart").status_code == 202
+    deadline = time.monotonic() + 5
+    while not stops:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    job_id = client.post("/api/generate/text2img", json={"prompt": "x"}).json()["job_id"]
+    assert wait_done(client, job_id)["status"] == "completed"

@@ -1,0 +1,119 @@
+"""OpenAPI 3.1 for the routes we serve, from the route table and the pydantic request models.
+
+The document is built once at start-up from the same objects that handle requests, so it can't
+drift from them: paths and methods from the Starlette routes, summaries from the endpoint
+docstrings (first line), request bodies from ``BODIES``, errors from the envelope model.
+``/docs`` renders it as a plain HTML page (no external scripts: works offline).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+from pydantic import BaseModel
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+
+from .. import __version__
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "message": {"type": "string"},
+                "code": {"type": "string"},
+                "status_code": {"type": "integer"},
+                "request_id": {"type": "string"},
+                "timestamp": {"type": "integer"},
+            },
+        }
+    },
+}
+
+
+def build_openapi(
+    routes: list[BaseRoute],
+    bodies: dict[tuple[str, str], type[BaseModel]],
+) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
+    for route in routes:
+        if isinstance(route, WebSocketRoute):
+            paths.setdefault(route.path, {})["get"] = {
+                "summary": "WebSocket: job_update, queue_update and system_update messages",
+                "responses": {"101": {"description": "Switching Protocols"}},
+            }
+            continue
+        if not isinstance(route, Route):
+            continue
+        path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
+        params = re.findall(r"\{(\w+)\}", path)
+        doc = (route.endpoint.__doc__ or route.name.replace("_", " ")).strip().splitlines()[0]
+        for method in sorted((route.methods or {"GET"}) - {"HEAD"}):
+            op: dict[str, Any] = {
+                "summary": doc,
+                "operationId": f"{route.name}_{method.lower()}",
+                "parameters": [
+                    {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                    for p in params
+                ],
+                "responses": {
+                    "200": {"description": "OK"},
+                    "default": {
+                        "description": "Error envelope",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                        },
+                    },
+                },
+            }
+            model = bodies.get((method, route.path))
+            if model is not None:
+                schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                schemas.update(schema.pop("$defs", {}))
+                schemas[model.__name__] = schema
+                op["requestBody"] = {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": f"#/components/schemas/{model.__name__}"}
+                        }
+                    },
+                }
+            paths.setdefault(path, {})[method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "sdcpp",
+            "version": __version__,
+            "description": "stable-diffusion.cpp REST server (native dialect)",
+        },
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }
+
+
+def docs_html(spec: dict[str, Any]) -> str:
+    rows = []
+    for path, methods in sorted(spec["paths"].items()):
+        for method, op in methods.items():
+            body = op.get("requestBody", {}).get("content", {}).get("application/json", {})
+            ref = body.get("schema", {}).get("$ref", "").rsplit("/", 1)[-1]
+            rows.append(
+                f"<tr><td><code>{method.upper()}</code></td><td><code>"
+                f"{html.escape(path)}</code></td><td>{html.escape(op['summary'])}</td>"
+                f"<td>{html.escape(ref)}</td></tr>"
+            )
+    return (
+        "<!doctype html><meta charset=utf-8><title>sdcpp API</title>"
+        "<style>body{font-family:sans-serif;margin:2em}td{padding:2px 10px}"
+        "tr:nth-child(odd){background:#f4f4f4}</style>"
+        f"<h1>sdcpp {html.escape(spec['info']['version'])} API</h1>"
+        "<p>Machine-readable: <a href=/openapi.json>/openapi.json</a> (OpenAPI 3.1)</p>"
+        "<table><tr><th>method</th><th>path</th><th>summary</th><th>body</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
