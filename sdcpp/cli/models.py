@@ -33,6 +33,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         cmd.add_argument("--data-dir", help="where the hash cache lives")
         cmd.set_defaults(func=func)
 
+    imp = msub.add_parser(
+        "import-upscalers",
+        help="convert the Real-ESRGAN weights of sdcpp[upscalers] to safetensors",
+    )
+    imp.add_argument("--models-dir", default="models")
+    imp.add_argument("--overwrite", action="store_true")
+    imp.set_defaults(func=run_import_upscalers)
+
     det = msub.add_parser("detect", help="detect the architecture of model files")
     det.add_argument("files", nargs="+")
     det.add_argument("--json", action="store_true")
@@ -91,6 +99,18 @@ class _Bytes:
     step: int
     total: int
     phase: str = "hashing"
+
+
+def run_import_upscalers(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..esrgan_ncnn import import_all
+
+    target = Path(args.models_dir) / "esrgan"
+    target.mkdir(parents=True, exist_ok=True)
+    for path in import_all(target, overwrite=args.overwrite):
+        print(path)
+    return 0
 
 
 def run_detect(args: argparse.Namespace) -> int:

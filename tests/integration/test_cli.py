@@ -126,3 +126,12 @@ def test_installed_script_runs() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["version"]
+
+
+def test_import_upscalers(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, err = run(capsys, "models", "import-upscalers", "--models-dir", str(tmp_path))
+    assert code == 0, err
+    written = sorted(Path(line).name for line in out.split())
+    assert written == ["RealESRGAN_x4plus.safetensors", "RealESRGAN_x4plus_anime_6B.safetensors"]
+    code, out, _ = run(capsys, "models", "detect", str(tmp_path / "esrgan" / written[1]), "--json")
+    assert json.loads(out)[0]["id"] == "esrgan"

@@ -156,3 +156,17 @@ def test_generate_video_on_an_image_model_is_unsupported(tiny: sdcpp.StableDiffu
     assert tiny.supports_images and not tiny.supports_video
     with pytest.raises(sdcpp.UnsupportedError, match="generates images"):
         tiny.generate_video("waves", video_frames=5)
+
+
+def test_hires_fix_second_pass_at_target_size(tiny: sdcpp.StableDiffusion) -> None:
+    hires = sdcpp.HiresFix(
+        upscaler="Latent", target_width=128, target_height=128, steps=1, denoising_strength=0.5
+    )
+    seen: list[sdcpp.Progress] = []
+    (image,) = tiny.generate(
+        "a cat", seed=2, width=64, height=64, steps=1, hires=hires, progress=seen.append
+    )
+    assert image.size == (128, 128)
+    assert np.asarray(image).std() > 1.0
+    # both passes report sampling progress (first pass 1 step, then the hires pass)
+    assert len([p for p in seen if p.phase == "sampling" and p.step == p.total]) >= 2
