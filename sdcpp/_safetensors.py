@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -128,6 +127,8 @@ def save(
 def atomic_write(path: str | os.PathLike[str], chunks: Iterable[bytes | memoryview]) -> None:
     """Write to a temp file beside ``path``, fsync, then rename over it."""
     target = Path(path)
+    import tempfile  # lazily: it pulls shutil, bz2, lzma into every importer
+
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from . import _native
@@ -40,6 +39,8 @@ def convert(
         raise InvalidArgument("output_path must end in .gguf or .safetensors")
     if not out.parent.is_dir():
         raise InvalidArgument(f"output directory does not exist: {out.parent}")
+    import tempfile  # lazily: it pulls shutil, bz2, lzma into every importer
+
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=out.suffix)
     os.close(fd)
     try:

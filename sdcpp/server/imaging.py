@@ -25,7 +25,11 @@ _DATA_URL = re.compile(r"^data:image/[\w.+-]+;base64,", re.IGNORECASE)
 
 
 def decode_image(text: str, field: str, max_pixels: int) -> Image.Image:
-    raw = _b64(text, field)
+    return decode_bytes(_b64(text, field), field, max_pixels)
+
+
+def decode_bytes(raw: bytes, field: str, max_pixels: int) -> Image.Image:
+    """The checks of ``decode_image`` for bytes that arrived some other way (a download)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -39,6 +39,10 @@ class Settings:
     max_crashes: int = 2
     shutdown_grace: float = 30.0
     test_hooks: bool = False  # SDCPP_TEST_HOOKS=1: the worker honours crash/hang prompts
+    # GET /api/image/download makes this server fetch client-chosen URLs: off unless asked for
+    allow_image_download: bool = False
+    download_max_mb: int = 20
+    download_timeout: float = 10.0  # seconds for the whole download, redirects included
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
