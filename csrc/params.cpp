@@ -4,6 +4,14 @@
 
 namespace sdcpp {
 
+// Point a C (pointer, count) pair at `views`, NULL when empty.
+template <typename T, typename Ptr, typename Count>
+static void point_to(const std::vector<T>& views, Ptr& ptr, Count& count) {
+    ptr   = views.empty() ? nullptr : const_cast<T*>(views.data());
+    count = static_cast<Count>(views.size());
+}
+
+
 // ---- building the C structs -----------------------------------------------------------------
 
 sd_ctx_params_t CtxParams::build() {
@@ -26,8 +34,7 @@ sd_ctx_params_t CtxParams::build() {
     for (const auto& [name, path] : embeddings) {
         embedding_views_.push_back(sd_embedding_t{name.c_str(), path.c_str()});
     }
-    out.embeddings      = embedding_views_.empty() ? nullptr : embedding_views_.data();
-    out.embedding_count = static_cast<uint32_t>(embedding_views_.size());
+    point_to(embedding_views_, out.embeddings, out.embedding_count);
     return out;
 }
 
@@ -60,6 +67,21 @@ static std::vector<sd_lora_t> lora_views(const std::vector<Lora>& loras) {
     return out;
 }
 
+// What image and video parameters share: prompts, LoRAs, first image, sampling, tiling, cache.
+template <typename Owner, typename Out>
+static void build_common(Owner& self, Out& out, std::vector<sd_lora_t>& lora_views_out) {
+    out.prompt          = self.prompt.c_str();
+    out.negative_prompt = self.negative_prompt.c_str();
+    lora_views_out      = lora_views(self.loras);
+    point_to(lora_views_out, out.loras, out.lora_count);
+    if (self.init_image) {
+        out.init_image = self.init_image->view;
+    }
+    out.sample_params     = self.sample_params.build();
+    out.vae_tiling_params = self.vae_tiling_params.c;
+    out.cache             = self.cache.build();
+}
+
 ImgGenParams::ImgGenParams() {
     sd_img_gen_params_init(&c);
     sample_params.c     = c.sample_params;
@@ -70,31 +92,19 @@ ImgGenParams::ImgGenParams() {
 
 sd_img_gen_params_t ImgGenParams::build() {
     sd_img_gen_params_t out = c;
-    out.prompt              = prompt.c_str();
-    out.negative_prompt     = negative_prompt.c_str();
-    lora_views_             = lora_views(loras);
-    out.loras               = lora_views_.empty() ? nullptr : lora_views_.data();
-    out.lora_count          = static_cast<uint32_t>(lora_views_.size());
-    if (init_image) {
-        out.init_image = init_image->view;
-    }
+    build_common(*this, out, lora_views_);
     if (mask_image) {
         out.mask_image = mask_image->view;
     }
     if (control_image) {
         out.control_image = control_image->view;
     }
-    ref_views_                    = image_views(ref_images);
-    out.ref_images                = ref_views_.empty() ? nullptr : ref_views_.data();
-    out.ref_images_count          = static_cast<int>(ref_views_.size());
-    pm_views_                     = image_views(pm_id_images);
-    out.pm_params.id_images       = pm_views_.empty() ? nullptr : pm_views_.data();
-    out.pm_params.id_images_count = static_cast<int>(pm_views_.size());
-    out.pm_params.id_embed_path   = c_str_or_null(pm_id_embed_path);
-    out.sample_params             = sample_params.build();
-    out.vae_tiling_params         = vae_tiling_params.c;
-    out.cache                     = cache.build();
-    out.hires                     = hires.build();
+    ref_views_ = image_views(ref_images);
+    point_to(ref_views_, out.ref_images, out.ref_images_count);
+    pm_views_ = image_views(pm_id_images);
+    point_to(pm_views_, out.pm_params.id_images, out.pm_params.id_images_count);
+    out.pm_params.id_embed_path = c_str_or_null(pm_id_embed_path);
+    out.hires                   = hires.build();
     return out;
 }
 
@@ -108,24 +118,13 @@ VidGenParams::VidGenParams() {
 
 sd_vid_gen_params_t VidGenParams::build() {
     sd_vid_gen_params_t out = c;
-    out.prompt              = prompt.c_str();
-    out.negative_prompt     = negative_prompt.c_str();
-    lora_views_             = lora_views(loras);
-    out.loras               = lora_views_.empty() ? nullptr : lora_views_.data();
-    out.lora_count          = static_cast<uint32_t>(lora_views_.size());
-    if (init_image) {
-        out.init_image = init_image->view;
-    }
+    build_common(*this, out, lora_views_);
     if (end_image) {
         out.end_image = end_image->view;
     }
-    control_views_               = image_views(control_frames);
-    out.control_frames           = control_views_.empty() ? nullptr : control_views_.data();
-    out.control_frames_size      = static_cast<int>(control_views_.size());
-    out.sample_params            = sample_params.build();
+    control_views_ = image_views(control_frames);
+    point_to(control_views_, out.control_frames, out.control_frames_size);
     out.high_noise_sample_params = high_noise_sample_params.build();
-    out.vae_tiling_params        = vae_tiling_params.c;
-    out.cache                    = cache.build();
     return out;
 }
 

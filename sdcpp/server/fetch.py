@@ -200,6 +200,7 @@ class Fetcher:
             target = self.check(url)
             _remaining(deadline)
             conn = self._connect(target, deadline)
+            response: http.client.HTTPResponse | None = None
             try:
                 response = self._request(conn, target, deadline)
                 if response.status in REDIRECTS:
@@ -215,6 +216,8 @@ class Fetcher:
                 body = self._read(conn, response, deadline)
                 return Fetched(url, response.getheader("Content-Type") or "", body)
             finally:
+                if response is not None:
+                    response.close()  # also on early exits: the unread body holds the socket
                 conn.close()
         raise ApiError(502, "DOWNLOAD_FAILED", f"more than {self.max_redirects} redirects")
 

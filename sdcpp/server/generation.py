@@ -22,11 +22,14 @@ from .schemas.native import (
     Img2ImgRequest,
     InpaintingRequest,
     UpscaleRequest,
+    VideoGenerateRequest,
 )
 from .settings import Settings
 from .store import Job, QueueFull
 
 _IMAGE_TYPES = ModelType.CHECKPOINT | ModelType.DIFFUSION_MODEL
+# Detection ids of the video families (Wan 2.1/2.2 variants, LTX-Video).
+_VIDEO_ARCHITECTURES = ("wan", "ltx")
 
 
 class GenerationService:
@@ -35,7 +38,11 @@ class GenerationService:
         self.registry = registry
         self.jobs = jobs
 
-    def submit(self, kind: str, req: GenerateBase, owner: str | None = None) -> Job:
+    def submit(
+        self, kind: str, req: GenerateBase | VideoGenerateRequest, owner: str | None = None
+    ) -> Job:
+        if isinstance(req, VideoGenerateRequest):
+            return self.submit_video(req, owner)
         job_id = uuid.uuid4().hex
         params: dict[str, Any] = {**req.context_fields(), **req.generation_fields()}
         params.update(self._model_files(req))
@@ -78,7 +85,78 @@ class GenerationService:
             params["n_threads"] = self.settings.threads
         return self._queue("upscale", params, owner, job_id)
 
+    def submit_video(self, req: VideoGenerateRequest, owner: str | None = None) -> Job:
+        """Queue a video job. The worker plans the companions (VAE, UMT5, CLIP vision, the
+        second Wan 2.2 expert) from ``models_dir``; the request's ``*_path`` files win."""
+        job_id = uuid.uuid4().hex
+        params: dict[str, Any] = {**req.context_fields(), **req.video_fields()}
+        params["model"] = self._video_model(req.model_name or self.settings.model)
+        params["models_dir"] = str(self.registry.root)
+        for field, slot in req.FILE_FIELDS.items():
+            if value := getattr(req, field):
+                params[slot] = self._resolve(value, None)
+        for field, slot in req.DIR_FIELDS.items():
+            if value := getattr(req, field):
+                params[slot] = self._resolve_dir(value)
+        inputs = self.jobs.input_dir(job_id)
+        for field in ("init_image", "end_image"):
+            if text := getattr(req, field):
+                image = self._image(text, field)
+                self._video_size(params, image.size, field)
+                params[f"{field}_path"] = str(store_input(image, inputs, field))
+        params["fps"], params["output_format"] = req.fps, req.output_format
+        if req.output_quality is not None:
+            params["output_quality"] = req.output_quality
+        if self.settings.threads and "n_threads" not in params:
+            params["n_threads"] = self.settings.threads
+        return self._queue("video", params, owner, job_id)
+
     # -- helpers -------------------------------------------------------------------------
+    def _video_model(self, name: str | None) -> str:
+        """The model's path as the registry lists it (not symlink-resolved), so the worker can
+        find it in the models dir again; the first video model when none is named."""
+        if name:
+            try:
+                entry = self.registry.get(name, type=_IMAGE_TYPES)
+                self.registry.resolve(entry.id)  # refuses links that leave the models dir
+            except ModelNotFoundError:
+                raise ApiError(404, "MODEL_NOT_FOUND", f"model not found: {name}") from None
+            except RegistryError as exc:
+                raise ApiError(400, "INVALID_PARAMETERS", str(exc)) from None
+        else:
+            found = [
+                e
+                for e in self.registry.list(type=_IMAGE_TYPES, limit=None).items
+                if e.architecture.startswith(_VIDEO_ARCHITECTURES)
+            ]
+            if not found:
+                raise ApiError(
+                    404,
+                    "MODEL_NOT_FOUND",
+                    "no video model installed: put a Wan diffusion model in "
+                    f"{self.registry.root / 'diffusion_models'}",
+                )
+            entry = found[0]
+        return str(self.registry.root / entry.path)
+
+    @staticmethod
+    def _video_size(params: dict[str, Any], size: tuple[int, int], field: str) -> None:
+        """Frames given as images fix the video size: take it from them when the request
+        leaves it out, refuse a mismatch now rather than after loading the model."""
+        width, height = size
+        if width % 16 or height % 16:
+            raise ApiError(
+                400, "INVALID_PARAMETERS", f"{field}: {width}x{height} is not a multiple of 16"
+            )
+        params.setdefault("width", width)
+        params.setdefault("height", height)
+        if (params["width"], params["height"]) != (width, height):
+            raise ApiError(
+                400,
+                "INVALID_PARAMETERS",
+                f"{field} is {width}x{height}, the video {params['width']}x{params['height']}",
+            )
+
     def _queue(self, kind: str, params: dict[str, Any], owner: str | None, job_id: str) -> Job:
         try:
             return self.jobs.submit(kind, params, owner=owner, job_id=job_id)

@@ -28,6 +28,7 @@ from ..schemas.native import (
     InpaintingRequest,
     Text2ImgRequest,
     UpscaleRequest,
+    VideoGenerateRequest,
 )
 
 GENERATE_KINDS: dict[str, tuple[str, type[BaseModel]]] = {
@@ -35,6 +36,7 @@ GENERATE_KINDS: dict[str, tuple[str, type[BaseModel]]] = {
     "img2img": ("img2img", Img2ImgRequest),
     "inpainting": ("inpainting", InpaintingRequest),
     "controlnet": ("controlnet", ControlNetRequest),
+    "video": ("video", VideoGenerateRequest),
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ...options import SampleMethod, Scheduler
 
@@ -17,6 +17,19 @@ from ...options import SampleMethod, Scheduler
 _SAMPLER_ALIASES = {"dpmpp2s_a": "dpm++2s_a", "dpmpp2m": "dpm++2m", "dpmpp2mv2": "dpm++2mv2"}
 
 OutputFormat = Literal["png", "jpeg", "webp"]
+
+
+def check_sampler(value: str | None) -> str | None:
+    if value is None or value in ("", "default"):
+        return None
+    name = _SAMPLER_ALIASES.get(value.lower(), value)
+    return SampleMethod(name).value  # ValueError -> 422 with the allowed names
+
+
+def check_scheduler(value: str | None) -> str | None:
+    if value is None or value in ("", "default"):
+        return None
+    return Scheduler(value).value
 
 
 class GenerateBase(BaseModel):
@@ -60,17 +73,12 @@ class GenerateBase(BaseModel):
     @field_validator("sampling_method")
     @classmethod
     def _sampler(cls, value: str | None) -> str | None:
-        if value is None or value in ("", "default"):
-            return None
-        name = _SAMPLER_ALIASES.get(value.lower(), value)
-        return SampleMethod(name).value  # ValueError -> 422 with the allowed names
+        return check_sampler(value)
 
     @field_validator("scheduler")
     @classmethod
     def _scheduler(cls, value: str | None) -> str | None:
-        if value is None or value in ("", "default"):
-            return None
-        return Scheduler(value).value
+        return check_scheduler(value)
 
     def generation_fields(self) -> dict[str, Any]:
         """The library's GenerationRequest fields set by this request."""
@@ -155,3 +163,110 @@ class UpscaleRequest(BaseModel):
 
 class CancelRequest(BaseModel):
     job_id: str = Field(..., min_length=1, max_length=64)
+
+
+class VideoGenerateRequest(BaseModel):
+    """Wan 2.x video (seed 002): text-to-video, or image-to-video with ``init_image``, or
+    first-last-frame with ``end_image`` too. Fields left out take the model's recommended
+    settings (from its detected architecture), then the engine's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: str | None = Field(None, description="video model id, relative path or name")
+    prompt: str = Field(..., min_length=1, max_length=20000)
+    negative_prompt: str = Field("", max_length=20000)
+    # The Wan VAE downsamples by 8 and the transformer patches by 2: sides are multiples of 16.
+    width: int | None = Field(None, ge=16, le=4096, multiple_of=16)
+    height: int | None = Field(None, ge=16, le=4096, multiple_of=16)
+    video_frames: int | None = Field(None, ge=1, le=1024, description="Wan wants 4n+1")
+    steps: int | None = Field(None, ge=1, le=150)
+    cfg_scale: float | None = Field(None, ge=0.0, le=30.0)
+    sampling_method: str | None = None
+    scheduler: str | None = None
+    flow_shift: float | None = Field(None, ge=0.0, le=100.0)
+    high_noise_steps: int | None = Field(None, ge=1, le=150, description="Wan 2.2 A14B")
+    high_noise_cfg_scale: float | None = Field(None, ge=0.0, le=30.0)
+    moe_boundary: float | None = Field(None, ge=0.0, le=1.0)
+    seed: int | Literal["random"] = "random"
+    init_image: str | None = Field(None, description="first frame; base64 or data: URL")
+    end_image: str | None = Field(None, description="last frame (FLF2V); needs init_image")
+    fps: float = Field(16.0, gt=0.0, le=120.0)
+    output_format: Literal["webp", "gif"] = "webp"
+    output_quality: int | None = Field(None, ge=1, le=100, description="WebP; none: lossless")
+    n_threads: int | None = Field(None, ge=1, le=512)
+    offload_params_to_cpu: bool | None = None
+    clip_on_cpu: bool | None = None
+    vae_on_cpu: bool | None = None
+    diffusion_flash_attn: bool | None = None
+    diffusion_conv_direct: bool | None = None
+    vae_conv_direct: bool | None = None
+    vae_path: str | None = None
+    t5xxl_path: str | None = None
+    clip_vision_path: str | None = None
+    high_noise_diffusion_model_path: str | None = None
+    lora_model_dir: str | None = None
+
+    @field_validator("sampling_method")
+    @classmethod
+    def _sampler(cls, value: str | None) -> str | None:
+        return check_sampler(value)
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, value: str | None) -> str | None:
+        return check_scheduler(value)
+
+    @model_validator(mode="after")
+    def _frames(self) -> VideoGenerateRequest:
+        if self.end_image is not None and self.init_image is None:
+            raise ValueError("end_image (first-last-frame video) needs an init_image too")
+        return self
+
+    def video_fields(self) -> dict[str, Any]:
+        """The library's VideoRequest fields set by this request."""
+        fields = {
+            "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt,
+            "width": self.width,
+            "height": self.height,
+            "video_frames": self.video_frames,
+            "steps": self.steps,
+            "cfg_scale": self.cfg_scale,
+            "sample_method": self.sampling_method,
+            "scheduler": self.scheduler,
+            "flow_shift": self.flow_shift,
+            "high_noise_steps": self.high_noise_steps,
+            "high_noise_cfg_scale": self.high_noise_cfg_scale,
+            "moe_boundary": self.moe_boundary,
+            "seed": None if self.seed == "random" else self.seed,
+        }
+        return {k: v for k, v in fields.items() if v is not None}
+
+    def context_fields(self) -> dict[str, Any]:
+        """StableDiffusion constructor options set by this request."""
+        fields = {
+            "n_threads": self.n_threads,
+            "offload_params_to_cpu": self.offload_params_to_cpu,
+            "keep_clip_on_cpu": self.clip_on_cpu,
+            "keep_vae_on_cpu": self.vae_on_cpu,
+            "diffusion_flash_attn": self.diffusion_flash_attn,
+            "diffusion_conv_direct": self.diffusion_conv_direct,
+            "vae_conv_direct": self.vae_conv_direct,
+        }
+        return {k: v for k, v in fields.items() if v is not None}
+
+    # request field -> worker param holding a file inside the models dir; these win over the
+    # companions the worker would pick from the models dir
+    FILE_FIELDS: ClassVar[dict[str, str]] = {
+        "vae_path": "vae",
+        "t5xxl_path": "t5xxl",
+        "clip_vision_path": "clip_vision",
+        "high_noise_diffusion_model_path": "high_noise_diffusion_model",
+    }
+    DIR_FIELDS: ClassVar[dict[str, str]] = {"lora_model_dir": "lora_dir"}
+
+
+class ModelIdRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model_id: str = Field(..., min_length=1, max_length=1024, description="id, path or name")

@@ -19,7 +19,7 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any, Generic, TypeVar
 
@@ -33,9 +33,10 @@ from ...errors import (
     ModelLoadError,
     UnsupportedError,
 )
+from ...registry import ModelRegistry
 from ...stable_diffusion import Progress, StableDiffusion
 from ...upscaler import Upscaler
-from . import jobs, protocol
+from . import jobs, protocol, video
 from .reporting import ForwardHandler, Reporter
 
 logger = logging.getLogger(__name__)
@@ -113,6 +114,7 @@ class Worker:
         self._stopping = threading.Event()
         self._models: ModelSlot[StableDiffusion] = ModelSlot()
         self._upscalers: ModelSlot[Upscaler] = ModelSlot()
+        self._registries: dict[str, ModelRegistry] = {}  # video jobs plan from models dirs
 
     # -- plumbing -------------------------------------------------------------------------
     def send(self, message: protocol.Message) -> None:
@@ -198,6 +200,8 @@ class Worker:
                 final = self._image(job)
             elif run.kind == "upscale":
                 final = self._upscale(job)
+            elif run.kind == "video":
+                final = self._video(job)
             else:
                 raise InvalidArgument(f"unknown job kind {run.kind!r}")
         except Cancelled:
@@ -231,32 +235,19 @@ class Worker:
         load_time = time.perf_counter() - load_started if loaded else 0.0
         _test_hooks(spec.prompt)
 
-        def on_progress(p: Progress) -> None:
-            if job.cancel_requested.is_set():
-                _native_cancel(engine)  # covers a cancel that raced the start of generate()
-            report("sampling", p.step, p.total)
-            if p.total > 0 and p.step == p.total:
-                report("decoding", 0, 1, force=True)
-
         def on_preview(step: int, frames: list[Image.Image], _noisy: bool) -> None:
             if frames:
                 png = jobs.preview_png(frames[0])
                 self.send(protocol.Preview(job_id=run.job_id, step=step, png=png))
 
-        with self._state_lock:
-            _check_cancel(job)  # from here on, cancel() reaches the engine itself
-            job.engine = engine
-        try:
+        with self._attached(job, engine):
             images = engine.generate(
                 spec.prompt,
-                progress=on_progress,
+                progress=_sampling_progress(job, engine, report),
                 preview=on_preview if spec.preview else None,
                 **spec.preview_options,
                 **spec.options,
             )
-        finally:
-            with self._state_lock:
-                job.engine = None
         report("saving", 0, len(images), force=True)
         outputs = jobs.write_outputs(
             images, run.output_dir, spec.output, lambda i, n: report("saving", i, n, force=True)
@@ -271,6 +262,59 @@ class Worker:
             "height": height,
         }
         return protocol.Done(job_id=run.job_id, outputs=outputs, result=dict(result))
+
+    def _video(self, job: _Job) -> protocol.Message:
+        run = job.run
+        spec = video.parse_video_job(run.params, self._defaults, self._registries)
+        report = Reporter(self.send, run.job_id, job.started)
+        _check_cancel(job)
+
+        def load() -> StableDiffusion:
+            report("loading", 0, 1, force=True)
+            return video.load_engine(
+                spec, StableDiffusion, lambda p: report("loading", p.step, p.total)
+            )
+
+        load_started = time.perf_counter()
+        engine, loaded = self._models.get(
+            spec.context_key, load, lambda: jobs.check_files(spec.context)
+        )
+        load_time = time.perf_counter() - load_started if loaded else 0.0
+        _test_hooks(spec.prompt)
+        with self._attached(job, engine):
+            # no preview: the engine has no preview callback for video
+            frames = engine.generate_video(
+                spec.prompt, progress=_sampling_progress(job, engine, report), **spec.options
+            )
+        outputs = video.write_video_outputs(
+            frames,
+            run.output_dir,
+            spec.output,
+            lambda i, n: report("saving", i, n, force=True),
+        )
+        width, height = frames[0].size if frames else (0, 0)
+        result: protocol.JobResult = {
+            "seeds": list(engine.last_seeds),
+            "generation_time": engine.last_generation_time,
+            "load_time": load_time,
+            "parameters": [""] * len(outputs),  # no A1111 text for video
+            "width": width,
+            "height": height,
+        }
+        extra = {"frames": len(frames), "fps": spec.output.fps, "format": spec.output.format}
+        return protocol.Done(job_id=run.job_id, outputs=outputs, result={**result, **extra})
+
+    @contextlib.contextmanager
+    def _attached(self, job: _Job, engine: StableDiffusion) -> Iterator[None]:
+        """While the body runs, cancel() reaches the engine itself."""
+        with self._state_lock:
+            _check_cancel(job)
+            job.engine = engine
+        try:
+            yield
+        finally:
+            with self._state_lock:
+                job.engine = None
 
     def _upscale(self, job: _Job) -> protocol.Message:
         run = job.run
@@ -313,6 +357,19 @@ class Worker:
         job = self._current  # a plain read: this runs inside native log callbacks
         cancelling = job is not None and job.cancel_requested.is_set()
         return not (cancelling and record.name == "sdcpp.native")
+
+
+def _sampling_progress(
+    job: _Job, engine: StableDiffusion, report: Reporter
+) -> Callable[[Progress], None]:
+    def on_progress(p: Progress) -> None:
+        if job.cancel_requested.is_set():
+            _native_cancel(engine)  # covers a cancel that raced the start of generation
+        report("sampling", p.step, p.total)
+        if p.total > 0 and p.step == p.total:
+            report("decoding", 0, 1, force=True)
+
+    return on_progress
 
 
 def _check_cancel(job: _Job) -> None:

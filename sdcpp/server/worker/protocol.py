@@ -54,7 +54,7 @@ __all__ = [
 
 Phase = Literal["loading", "sampling", "decoding", "saving"]
 ErrorCode = Literal["INVALID_PARAMETERS", "MODEL_NOT_FOUND", "MODEL_LOAD_FAILED", "INTERNAL_ERROR"]
-JobKind = Literal["txt2img", "img2img", "inpaint", "upscale"]
+JobKind = Literal["txt2img", "img2img", "inpaint", "inpainting", "controlnet", "upscale", "video"]
 
 PHASES: tuple[str, ...] = ("loading", "sampling", "decoding", "saving")
 ERROR_CODES: tuple[str, ...] = (
@@ -63,8 +63,10 @@ ERROR_CODES: tuple[str, ...] = (
     "MODEL_LOAD_FAILED",
     "INTERNAL_ERROR",
 )
-IMAGE_KINDS: tuple[str, ...] = ("txt2img", "img2img", "inpaint")
-JOB_KINDS: tuple[str, ...] = (*IMAGE_KINDS, "upscale")
+# The server queues "inpainting" and "controlnet" (store.JOB_KINDS); "inpaint" is kept for
+# callers of the client that used it.
+IMAGE_KINDS: tuple[str, ...] = ("txt2img", "img2img", "inpaint", "inpainting", "controlnet")
+JOB_KINDS: tuple[str, ...] = (*IMAGE_KINDS, "upscale", "video")
 # The events that end a job: the client's run() returns exactly one of these.
 FINAL_TYPES = frozenset({"done", "failed", "cancelled", "crashed"})
 
