@@ -23,7 +23,7 @@ from .generation import GenerationService
 from .jobs import JobService
 from .middleware import BodyLimitMiddleware, RequestIdMiddleware
 from .openapi import build_openapi
-from .routers import images, native
+from .routers import images, models, native
 from .settings import Settings
 from .store import JobStore
 
@@ -65,7 +65,9 @@ def create_app(settings: Settings | None = None, *, engine: Any = None) -> Starl
         state.jobs = JobService(settings, state.store, state.engine, state.events)
         state.generation = GenerationService(settings, state.registry, state.jobs)
         state.jobs.start()
-        state.openapi = build_openapi(app.routes, {**native.BODIES, **images.BODIES})
+        state.openapi = build_openapi(
+            app.routes, {**native.BODIES, **images.BODIES, **models.BODIES}
+        )
         try:
             yield
         finally:
@@ -93,7 +95,7 @@ def create_app(settings: Settings | None = None, *, engine: Any = None) -> Starl
     handled = (ApiError, HTTPException, SdcppError, ValidationError, Exception)
     handlers = dict.fromkeys(handled, error_response)
     return Starlette(
-        routes=[*native.routes(), *images.routes()],
+        routes=[*native.routes(), *images.routes(), *models.routes()],
         middleware=middleware,
         exception_handlers=handlers,
         lifespan=lifespan,

@@ -110,7 +110,9 @@ def estimate(
     if architecture and architecture not in _NOT_AN_ARCHITECTURE:
         same = [s for s in history if architecture_of.get(s.model) == architecture]
         groups.append(("architecture", same))
-    matched, used, same_size = None, [], False
+    matched: str | None = None
+    used: list[Sample] = []
+    same_size = False
     for name, group in groups:
         if group:
             matched = name
@@ -158,7 +160,8 @@ def estimate_request(
             entry = first[0] if first else None
         # jobs record the resolved file path; map every image model's path to its architecture
         architecture_of = {
-            os.fspath(registry.resolve(e.id)): e.architecture for e in registry.by_type(_IMAGE_TYPES)
+            os.fspath(registry.resolve(e.id)): e.architecture
+            for e in registry.by_type(_IMAGE_TYPES)
         }
         model = os.fspath(registry.resolve(entry.id)) if entry is not None else None
     except ModelNotFoundError:

@@ -107,10 +107,10 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
         self, host: str, port: int, address: str, timeout: float, connector: Connector
     ) -> None:
         super().__init__(host, port, timeout=timeout)
-        self._address, self._connector = address, connector
+        self._address, self._connector, self._timeout = address, connector, timeout
 
     def connect(self) -> None:
-        self.sock = self._connector((self._address, self.port), self.timeout)
+        self.sock = self._connector((self._address, self.port), self._timeout)
 
 
 class _PinnedHTTPSConnection(_PinnedHTTPConnection):

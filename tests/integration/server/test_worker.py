@@ -245,6 +245,22 @@ def test_upscale_job(client: EngineClient, tmp_path: Path) -> None:
         assert read_parameters(big)["seed"] == 3  # the source's parameters carry over
 
 
+def test_video_of_an_image_model_is_invalid_parameters(
+    client: EngineClient, base: dict[str, Any], tmp_path: Path
+) -> None:
+    # No video model is small enough to build here; the real engine still has to refuse an
+    # image model (SDXS) asked for video, after loading it, with nothing written.
+    pid = client.pid
+    bad = run(client, tmp_path, {**base, "width": 72}, "video")
+    assert bad.final["code"] == "INVALID_PARAMETERS" and "multiple of 16" in bad.final["error"]
+    assert not bad.phases  # refused before any loading
+    job = run(client, tmp_path, {**base, "video_frames": 5, "fps": 8}, "video")
+    assert job.final["type"] == "failed", job.final
+    assert job.final["code"] == "INVALID_PARAMETERS"
+    assert "generates images" in job.final["error"]
+    assert not job.dir.exists() and client.pid == pid
+
+
 def test_lifecycle_idle_death_stop_and_stop_during_a_job(
     base: dict[str, Any], tmp_path: Path
 ) -> None:
