@@ -23,7 +23,7 @@ from .generation import GenerationService
 from .jobs import JobService
 from .middleware import BodyLimitMiddleware, RequestIdMiddleware
 from .openapi import build_openapi
-from .routers import images, models, native
+from .routers import images, models, native, system
 from .settings import Settings
 from .store import JobStore
 
@@ -95,7 +95,7 @@ def create_app(settings: Settings | None = None, *, engine: Any = None) -> Starl
     handled = (ApiError, HTTPException, SdcppError, ValidationError, Exception)
     handlers = dict.fromkeys(handled, error_response)
     return Starlette(
-        routes=[*native.routes(), *images.routes(), *models.routes()],
+        routes=[*system.routes(), *native.routes(), *images.routes(), *models.routes()],
         middleware=middleware,
         exception_handlers=handlers,
         lifespan=lifespan,

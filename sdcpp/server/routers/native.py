@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import mimetypes
-import time
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -17,7 +15,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ... import __version__, engine_commit, engine_version
+from ... import __version__
 from ...options import SampleMethod, Scheduler
 from ..errors import ApiError
 from ..imaging import thumbnail
@@ -53,151 +51,6 @@ def job_or_404(request: Request, job_id: str) -> Any:
     if job is None:
         raise ApiError(404, "JOB_NOT_FOUND", f"job not found: {job_id}")
     return job
-
-
-# -- system -------------------------------------------------------------------------------
-async def health(request: Request) -> JSONResponse:
-    return JSONResponse(
-        {"status": "healthy", "timestamp": int(time.time()), "version": __version__}
-    )
-
-
-def _status(request: Request) -> dict[str, Any]:
-    state = request.app.state
-    counts = state.jobs.store.counts()
-    return {
-        "server": {
-            "running": True,
-            "host": state.settings.host,
-            "port": state.settings.port,
-            "uptime": int(time.time() - state.started),
-        },
-        "generation_queue": {
-            "running": state.jobs.accepting,
-            "queue_size": counts.get("queued", 0),
-            "active_generations": counts.get("processing", 0),
-        },
-        "models": {
-            "loaded_count": 1 if state.jobs.current else 0,
-            "available_count": len(state.registry),
-        },
-        "worker": {
-            "state": state.engine.state,
-            "pid": state.engine.pid,
-            "restarts": state.engine.restarts,
-        },
-    }
-
-
-async def status(request: Request) -> JSONResponse:
-    return JSONResponse(await run_in_threadpool(_status, request))
-
-
-async def readyz(request: Request) -> JSONResponse:
-    ready = request.app.state.engine.state in ("ready", "busy")
-    return JSONResponse(
-        {"ready": ready, "worker": request.app.state.engine.state},
-        status_code=200 if ready else 503,
-    )
-
-
-async def version(request: Request) -> JSONResponse:
-    return JSONResponse(
-        {
-            "version": __version__,
-            "type": "release",
-            "commit": {"short": engine_commit()[:20], "full": engine_commit()},
-            "engine_version": engine_version(),
-            "branch": "main",
-            "clean": True,
-            "build_time": request.app.state.build_time,
-        }
-    )
-
-
-async def config(request: Request) -> JSONResponse:
-    s = request.app.state.settings
-    return JSONResponse(
-        {
-            "config": {
-                "host": s.host,
-                "port": s.port,
-                "models_dir": str(s.models_path),
-                "output_dir": str(s.outputs_path),
-                "max_queue": s.max_queue,
-                "threads": s.threads,
-                "cors_origins": list(s.cors_origins),
-                "max_body_mb": s.max_body_mb,
-            }
-        }
-    )
-
-
-def _system_info(request: Request) -> dict[str, Any]:
-    import os
-    import shutil
-
-    from ...cli.tools import build_info
-
-    meminfo = {}
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            meminfo[key] = int(value.split()[0]) * 1024
-    except OSError:
-        pass
-    data_dir = request.app.state.settings.data_dir
-    disk = shutil.disk_usage(data_dir)
-    info = build_info()
-    return {
-        "system": {
-            "cpu": {
-                "logical_cores": os.cpu_count(),
-                "physical_cores": info["physical_cores"],
-                "features": info["cpu_features"],
-            },
-            "memory": {"total": meminfo.get("MemTotal"), "available": meminfo.get("MemAvailable")},
-            "disk": {"path": str(data_dir), "total": disk.total, "free": disk.free},
-            "backends": ["cpu"],
-            "engine": {"version": info["engine_version"], "commit": info["engine_commit"]},
-            "capabilities": {
-                "cancel": info["cancel"],
-                "image": True,
-                "upscale": True,
-                "video": True,
-                "websocket": True,
-                "sse": True,
-            },
-            "worker": {
-                "state": request.app.state.engine.state,
-                "pid": request.app.state.engine.pid,
-                "restarts": request.app.state.engine.restarts,
-            },
-        }
-    }
-
-
-async def system(request: Request) -> JSONResponse:
-    """Hardware, memory, disk, backends and capabilities."""
-    return JSONResponse(await run_in_threadpool(_system_info, request))
-
-
-async def system_restart(request: Request) -> JSONResponse:
-    """Restart the engine worker once the running job (if any) has finished."""
-    request.app.state.jobs.request_engine_restart()
-    return JSONResponse({"message": "Server restart initiated"}, status_code=202)
-
-
-async def openapi_json(request: Request) -> JSONResponse:
-    """This API as OpenAPI 3.1."""
-    return JSONResponse(request.app.state.openapi)
-
-
-async def docs(request: Request) -> Response:
-    """A readable index of the API."""
-    from ..openapi import docs_html
-
-    return Response(docs_html(request.app.state.openapi), media_type="text/html")
 
 
 # -- generation ---------------------------------------------------------------------------
@@ -477,16 +330,6 @@ BODIES: dict[tuple[str, str], type[BaseModel]] = {
 
 def routes() -> list[BaseRoute]:
     return [
-        Route("/api/health", health),
-        Route("/health", health),
-        Route("/api/status", status),
-        Route("/readyz", readyz),
-        Route("/api/version", version),
-        Route("/api/system", system),
-        Route("/api/system/restart", system_restart, methods=["POST"]),
-        Route("/openapi.json", openapi_json),
-        Route("/docs", docs),
-        Route("/api/config", config),
         Route("/api/generate/upscale", upscale, methods=["POST"]),
         *(
             Route(f"/api/generate/{name}", generate, methods=["POST"], name=f"generate_{name}")
