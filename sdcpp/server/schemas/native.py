@@ -32,7 +32,32 @@ def check_scheduler(value: str | None) -> str | None:
     return Scheduler(value).value
 
 
-class GenerateBase(BaseModel):
+class EngineOptions(BaseModel):
+    """Engine (context) options any generation request may set; seed 004's names."""
+
+    n_threads: int | None = Field(None, ge=1, le=512)
+    offload_params_to_cpu: bool | None = None
+    clip_on_cpu: bool | None = None
+    vae_on_cpu: bool | None = None
+    diffusion_flash_attn: bool | None = None
+    diffusion_conv_direct: bool | None = None
+    vae_conv_direct: bool | None = None
+
+    def context_fields(self) -> dict[str, Any]:
+        """StableDiffusion constructor options set by this request."""
+        fields = {
+            "n_threads": self.n_threads,
+            "offload_params_to_cpu": self.offload_params_to_cpu,
+            "keep_clip_on_cpu": self.clip_on_cpu,
+            "keep_vae_on_cpu": self.vae_on_cpu,
+            "diffusion_flash_attn": self.diffusion_flash_attn,
+            "diffusion_conv_direct": self.diffusion_conv_direct,
+            "vae_conv_direct": self.vae_conv_direct,
+        }
+        return {k: v for k, v in fields.items() if v is not None}
+
+
+class GenerateBase(EngineOptions):
     """Fields shared by every generation endpoint (seed 004's text2img body and more)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
@@ -52,13 +77,6 @@ class GenerateBase(BaseModel):
     clip_skip: int | None = Field(None, ge=-1, le=12)
     eta: float | None = Field(None, ge=0.0, le=10.0)
     flow_shift: float | None = Field(None, ge=0.0, le=100.0)
-    n_threads: int | None = Field(None, ge=1, le=512)
-    offload_params_to_cpu: bool | None = None
-    clip_on_cpu: bool | None = None
-    vae_on_cpu: bool | None = None
-    diffusion_flash_attn: bool | None = None
-    diffusion_conv_direct: bool | None = None
-    vae_conv_direct: bool | None = None
     vae_path: str | None = None
     clip_l_path: str | None = None
     clip_g_path: str | None = None
@@ -97,19 +115,6 @@ class GenerateBase(BaseModel):
             "clip_skip": self.clip_skip,
             "eta": self.eta,
             "flow_shift": self.flow_shift,
-        }
-        return {k: v for k, v in fields.items() if v is not None}
-
-    def context_fields(self) -> dict[str, Any]:
-        """StableDiffusion constructor options set by this request."""
-        fields = {
-            "n_threads": self.n_threads,
-            "offload_params_to_cpu": self.offload_params_to_cpu,
-            "keep_clip_on_cpu": self.clip_on_cpu,
-            "keep_vae_on_cpu": self.vae_on_cpu,
-            "diffusion_flash_attn": self.diffusion_flash_attn,
-            "diffusion_conv_direct": self.diffusion_conv_direct,
-            "vae_conv_direct": self.vae_conv_direct,
         }
         return {k: v for k, v in fields.items() if v is not None}
 
@@ -165,7 +170,7 @@ class CancelRequest(BaseModel):
     job_id: str = Field(..., min_length=1, max_length=64)
 
 
-class VideoGenerateRequest(BaseModel):
+class VideoGenerateRequest(EngineOptions):
     """Wan 2.x video (seed 002): text-to-video, or image-to-video with ``init_image``, or
     first-last-frame with ``end_image`` too. Fields left out take the model's recommended
     settings (from its detected architecture), then the engine's defaults."""
@@ -193,13 +198,6 @@ class VideoGenerateRequest(BaseModel):
     fps: float = Field(16.0, gt=0.0, le=120.0)
     output_format: Literal["webp", "gif"] = "webp"
     output_quality: int | None = Field(None, ge=1, le=100, description="WebP; none: lossless")
-    n_threads: int | None = Field(None, ge=1, le=512)
-    offload_params_to_cpu: bool | None = None
-    clip_on_cpu: bool | None = None
-    vae_on_cpu: bool | None = None
-    diffusion_flash_attn: bool | None = None
-    diffusion_conv_direct: bool | None = None
-    vae_conv_direct: bool | None = None
     vae_path: str | None = None
     t5xxl_path: str | None = None
     clip_vision_path: str | None = None
@@ -239,19 +237,6 @@ class VideoGenerateRequest(BaseModel):
             "high_noise_cfg_scale": self.high_noise_cfg_scale,
             "moe_boundary": self.moe_boundary,
             "seed": None if self.seed == "random" else self.seed,
-        }
-        return {k: v for k, v in fields.items() if v is not None}
-
-    def context_fields(self) -> dict[str, Any]:
-        """StableDiffusion constructor options set by this request."""
-        fields = {
-            "n_threads": self.n_threads,
-            "offload_params_to_cpu": self.offload_params_to_cpu,
-            "keep_clip_on_cpu": self.clip_on_cpu,
-            "keep_vae_on_cpu": self.vae_on_cpu,
-            "diffusion_flash_attn": self.diffusion_flash_attn,
-            "diffusion_conv_direct": self.diffusion_conv_direct,
-            "vae_conv_direct": self.vae_conv_direct,
         }
         return {k: v for k, v in fields.items() if v is not None}
 
