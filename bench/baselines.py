@@ -21,7 +21,19 @@ def engine_dir() -> Path:
 
 def build_sd_cli(build_dir: Path = ROOT / "build" / "sd-cli") -> Path:
     """Build upstream sd-cli (and nothing else) with the flags the extension uses."""
-    binary = build_dir / "bin" / "sd-cli"
+    return _build_target("sd-cli", build_dir)
+
+
+def build_sd_server(build_dir: Path = ROOT / "build" / "sd-cli") -> Path:
+    """Build upstream's HTTP server example, sd-server, from the same tree and flags.
+
+    It shares sd-cli's build directory: one configure, one compiled engine library.
+    """
+    return _build_target("sd-server", build_dir)
+
+
+def _build_target(target: str, build_dir: Path) -> Path:
+    binary = build_dir / "bin" / target
     env = {**os.environ, "CCACHE_BASEDIR": str(ROOT), "CCACHE_NOHASHDIR": "1"}
     if not (build_dir / "build.ninja").exists():
         subprocess.run(
@@ -44,7 +56,7 @@ def build_sd_cli(build_dir: Path = ROOT / "build" / "sd-cli") -> Path:
             stdout=subprocess.DEVNULL,
         )
     subprocess.run(
-        ["cmake", "--build", str(build_dir), "--target", "sd-cli"],
+        ["cmake", "--build", str(build_dir), "--target", target],
         check=True,
         env=env,
         stdout=subprocess.DEVNULL,

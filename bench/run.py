@@ -452,6 +452,9 @@ def main(argv: list[str] | None = None) -> int:
         help="python whose sdcpp is measured (a clean venv, like the peer's, "
         "keeps start-up imports comparable)",
     )
+    parser.add_argument(
+        "--no-server", action="store_true", help="skip the `sdcpp serve` vs sd-server rows"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args(argv)
 
@@ -469,6 +472,10 @@ def main(argv: list[str] | None = None) -> int:
     bench.convert(small)
     bench.detection()
     bench.sha256()
+    if not args.no_server:
+        from .server import server_rows  # imported late: it imports this module
+
+        server_rows(bench, small)
     table = "".join(
         f"| {r.what} | {r.ours} | {r.baseline} | {r.ratio} | {r.goal} | {r.verdict} |\n"
         for r in bench.rows

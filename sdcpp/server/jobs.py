@@ -132,6 +132,29 @@ class JobService:
         self._restart_engine = True
         self._wake.set()
 
+    def load_model(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Load a model in the worker; blocking. It takes the engine's run lock, so it waits for
+        the running job (and may let queued jobs that win the lock go first). Returns the
+        engine's final event: ``loaded``, ``failed`` or ``crashed``."""
+        return dict(self.engine.load(params))
+
+    def unload_model(self) -> dict[str, Any]:
+        """Close the loaded model once the running job has finished; blocking."""
+        return dict(self.engine.unload())
+
+    @property
+    def loaded_model(self) -> str | None:
+        return getattr(self.engine, "loaded_model", None)
+
+    def model_users(self, path: str) -> list[str]:
+        """Ids of queued or running jobs whose main model file is ``path``."""
+        active = self.store.list(status=["queued", "processing"], limit=10_000)
+        return [
+            job.id
+            for job in active
+            if path in (job.params.get("model"), job.params.get("diffusion_model"))
+        ]
+
     # -- queries -------------------------------------------------------------------------
     def output_dir(self, job_id: str) -> Path:
         return self.settings.outputs_path / job_id

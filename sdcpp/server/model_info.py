@@ -12,8 +12,9 @@ import time
 from collections import Counter
 from typing import Any
 
-from ..errors import ModelLoadError
-from ..registry import ModelEntry, ModelRegistry, ModelType, type_from_detection
+from ..errors import InvalidArgument, ModelLoadError
+from ..registry import ModelEntry, ModelRegistry, ModelType, Page, type_from_detection
+from ..registry.errors import RegistryError
 
 MODEL_TYPES = ModelType.CHECKPOINT | ModelType.DIFFUSION_MODEL
 # Folder type vs detected type pairs that are not worth a warning: the plan loads either way.
@@ -202,3 +203,55 @@ def _relative(registry: ModelRegistry, path: os.PathLike[str] | str) -> str:
 
 def _check(name: str, ok: bool, message: str) -> dict[str, Any]:
     return {"name": name, "ok": ok, "message": message}
+
+
+# -- the loaded model ------------------------------------------------------------------------
+def loadable_path(registry: ModelRegistry, name: str) -> tuple[ModelEntry, str]:
+    """The entry and real path of a model the worker can load as ``model`` (what image jobs
+    name, so a load and a later job share one loaded context)."""
+    entry = registry.get(name)
+    if not entry.type & MODEL_TYPES:
+        raise InvalidArgument(f"{entry.name} is a {entry.type.slug}, not a loadable model")
+    return entry, str(registry.resolve(entry.id))
+
+
+def is_loaded(registry: ModelRegistry, entry: ModelEntry, loaded: str | None) -> bool:
+    if loaded is None:
+        return False
+    try:
+        return str(registry.resolve(entry.id)) == loaded
+    except (RegistryError, InvalidArgument, OSError):
+        return False
+
+
+def list_models(
+    registry: ModelRegistry,
+    loaded: str | None,
+    *,
+    sort_by: str,
+    sort_order: str,
+    limit: int | None,
+    page: int,
+    **filters: Any,
+) -> Page:
+    """``registry.list`` plus ``sort_by="loaded"``: the loaded model first, then by name
+    ("desc" reverses both)."""
+    if sort_by != "loaded":
+        return registry.list(
+            sort_by=sort_by,  # type: ignore[arg-type]  # the registry checks it
+            sort_order=sort_order,  # type: ignore[arg-type]
+            limit=limit,
+            page=page,
+            **filters,
+        )
+    if sort_order not in ("asc", "desc"):
+        raise InvalidArgument(f"sort_order must be 'asc' or 'desc', not {sort_order!r}")
+    if page < 1 or (limit is not None and limit < 1):
+        raise InvalidArgument("page and limit must be at least 1")
+    everything = list(registry.list(sort_order=sort_order, limit=None, **filters).items)  # type: ignore[arg-type]
+    everything.sort(
+        key=lambda e: not is_loaded(registry, e, loaded), reverse=sort_order == "desc"
+    )  # stable: the name order stays within each group
+    start = (page - 1) * (limit or 0)
+    items = everything[start : start + limit] if limit else everything
+    return Page(tuple(items), len(everything), page, limit)

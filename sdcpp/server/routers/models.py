@@ -1,5 +1,9 @@
 """Model management (seed 002 / seed 004 "Model Management"): HTTP only — parse, call the
-registry through ``model_info``, format. Listing, types and refresh live in ``native``.
+registry through ``model_info`` and the engine through the job service, format. Listing, types
+and refresh live in ``native``.
+
+Load and unload go through the engine client's run lock: they wait for the running job and never
+overlap a generation. A queued job that needs another model simply loads it when its turn comes.
 
 No auth yet: seed 002 protects everything here except listing, which comes with auth.
 """
@@ -7,7 +11,7 @@ No auth yet: seed 002 protects everything here except listing, which comes with 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 from pydantic import BaseModel
@@ -20,13 +24,17 @@ from ...errors import InvalidArgument
 from ...registry import ModelNotFoundError, ModelRegistry, RegistryError
 from .. import model_info
 from ..errors import ApiError
-from ..schemas.native import ModelIdRequest
+from ..schemas.native import ModelBatchRequest, ModelIdRequest
 from .native import body
 
 T = TypeVar("T")
 # Hashing reads whole files (tens of GB): at most this many at once, on threads of their own
 # rather than Starlette's shared pool, so long hashes never starve ordinary requests.
 HASH_CONCURRENCY = 2
+# Loads wait behind the running job for minutes: like hashes, never on Starlette's shared pool.
+ENGINE_CONCURRENCY = 4
+# worker failure code -> HTTP status; a crash or anything else is a 500
+_LOAD_STATUS = {"MODEL_LOAD_FAILED": 422, "MODEL_NOT_FOUND": 404, "INVALID_PARAMETERS": 400}
 
 
 async def _registry_call(
@@ -35,7 +43,7 @@ async def _registry_call(
     registry = request.app.state.registry
     try:
         if hashing:
-            limiter = _hash_limiter(request)
+            limiter = _limiter(request, "hash_limiter", HASH_CONCURRENCY)
             return await anyio.to_thread.run_sync(fn, registry, name, limiter=limiter)
         return await run_in_threadpool(fn, registry, name)
     except ModelNotFoundError:
@@ -46,13 +54,19 @@ async def _registry_call(
         raise ApiError(409, "MODEL_CHANGED", str(exc)) from None
 
 
-def _hash_limiter(request: Request) -> anyio.CapacityLimiter:
+def _limiter(request: Request, name: str, size: int) -> anyio.CapacityLimiter:
     # Created on first use, inside the event loop, and kept with the app (no module state).
     state = request.app.state
-    limiter: anyio.CapacityLimiter | None = getattr(state, "hash_limiter", None)
+    limiter: anyio.CapacityLimiter | None = getattr(state, name, None)
     if limiter is None:
-        limiter = state.hash_limiter = anyio.CapacityLimiter(HASH_CONCURRENCY)
+        limiter = anyio.CapacityLimiter(size)
+        setattr(state, name, limiter)
     return limiter
+
+
+async def _engine_call(request: Request, fn: Callable[..., T], *args: Any) -> T:
+    limiter = _limiter(request, "engine_limiter", ENGINE_CONCURRENCY)
+    return await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
 
 
 async def model_detail(request: Request) -> JSONResponse:
@@ -89,10 +103,94 @@ async def model_validate(request: Request) -> JSONResponse:
     return JSONResponse(await _registry_call(request, model_info.validate, req.model_id))
 
 
+async def _load(request: Request, name: str) -> dict[str, Any]:
+    entry, path = await _registry_call(request, model_info.loadable_path, name)
+    params: dict[str, Any] = {"model": path}
+    if threads := request.app.state.settings.threads:
+        params["n_threads"] = threads  # as GenerationService sets it: the same loaded context
+    final = await _engine_call(request, request.app.state.jobs.load_model, params)
+    if final.get("type") != "loaded":
+        code = str(final.get("code") or "MODEL_LOAD_FAILED")
+        status = _LOAD_STATUS.get(code, 500)
+        reason = str(final.get("error") or "the model could not be loaded")
+        raise ApiError(status, code if status != 500 else "MODEL_LOAD_FAILED", reason)
+    return {
+        "message": "Model loaded successfully",
+        "model": entry.id,
+        "name": entry.name,
+        "load_time": final.get("load_time", 0.0),
+    }
+
+
+async def _unload(request: Request, name: str) -> dict[str, Any]:
+    entry, path = await _registry_call(request, model_info.loadable_path, name)
+    jobs = request.app.state.jobs
+    if jobs.loaded_model != path:
+        raise ApiError(409, "MODEL_NOT_LOADED", f"model is not loaded: {name}")
+    if users := await run_in_threadpool(jobs.model_users, path):
+        raise ApiError(
+            409, "MODEL_IN_USE", f"{len(users)} queued or running job(s) use {entry.name}"
+        )
+    final = await _engine_call(request, jobs.unload_model)
+    if final.get("type") != "unloaded":
+        raise ApiError(500, "INTERNAL_ERROR", str(final.get("error") or "unload failed"))
+    return {"message": "Model unloaded successfully", "model": entry.id, "name": entry.name}
+
+
+async def model_load(request: Request) -> JSONResponse:
+    """Load a model into the engine (waits for the running job). A model whose files fail
+    their checks is refused (422) and the model loaded before stays loaded."""
+    return JSONResponse(await _load(request, request.path_params["model_id"]))
+
+
+async def model_unload(request: Request) -> JSONResponse:
+    """Unload the loaded model: 409 if it is another one, or a queued/running job uses it."""
+    return JSONResponse(await _unload(request, request.path_params["model_id"]))
+
+
+async def _hash(request: Request, name: str) -> dict[str, Any]:
+    return await _registry_call(request, model_info.hash_model, name, hashing=True)
+
+
+async def _validate(request: Request, name: str) -> dict[str, Any]:
+    return await _registry_call(request, model_info.validate, name)
+
+
+_BATCH_ACTIONS = {"load": _load, "unload": _unload, "hash": _hash, "validate": _validate}
+
+
+async def model_batch(request: Request) -> JSONResponse:
+    """One action on several models, in order; a failure is reported and the rest go on."""
+    req = await body(request, ModelBatchRequest)
+    action = _BATCH_ACTIONS[req.action]
+    results: list[dict[str, Any]] = []
+    for name in req.model_ids:
+        try:
+            results.append(
+                {"model_id": name, "success": True, "result": await action(request, name)}
+            )
+        except ApiError as exc:
+            error = {"code": exc.code, "message": exc.message, "status_code": exc.status}
+            results.append({"model_id": name, "success": False, "error": error})
+        except InvalidArgument as exc:
+            error = {"code": "INVALID_PARAMETERS", "message": str(exc), "status_code": 400}
+            results.append({"model_id": name, "success": False, "error": error})
+    succeeded = sum(r["success"] for r in results)
+    return JSONResponse(
+        {
+            "action": req.action,
+            "results": results,
+            "succeeded": succeeded,
+            "failed": len(results) - succeeded,
+        }
+    )
+
+
 # (method, route path) -> request body model, for the OpenAPI document
 BODIES: dict[tuple[str, str], type[BaseModel]] = {
     ("POST", "/api/models/hash"): ModelIdRequest,
     ("POST", "/api/models/validate"): ModelIdRequest,
+    ("POST", "/api/models/batch"): ModelBatchRequest,
 }
 
 
@@ -102,6 +200,9 @@ def routes() -> list[BaseRoute]:
         Route("/api/models/stats", model_stats),
         Route("/api/models/hash", model_hash, methods=["POST"]),
         Route("/api/models/validate", model_validate, methods=["POST"]),
+        Route("/api/models/batch", model_batch, methods=["POST"]),
+        Route("/api/models/{model_id:str}/load", model_load, methods=["POST"]),
+        Route("/api/models/{model_id:str}/unload", model_unload, methods=["POST"]),
         # Last: it would take "stats" or "directories" for a model id.
         Route("/api/models/{model_id:str}", model_detail),
     ]

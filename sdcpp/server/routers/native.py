@@ -17,6 +17,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ... import __version__
 from ...options import SampleMethod, Scheduler
+from .. import model_info
 from ..errors import ApiError
 from ..imaging import thumbnail
 from ..schemas.native import (
@@ -220,10 +221,13 @@ async def job_output(request: Request) -> Response:
 async def models_list(request: Request) -> JSONResponse:
     q = request.query_params
     registry = request.app.state.registry
+    loaded = request.app.state.jobs.loaded_model
 
     def build() -> dict[str, Any]:
         limit = int(q.get("limit", 50))
-        page = registry.list(
+        page = model_info.list_models(
+            registry,
+            loaded,
             type=q.get("type") or None,
             search=q.get("search") or None,
             sort_by=q.get("sort_by", "name"),
@@ -232,7 +236,10 @@ async def models_list(request: Request) -> JSONResponse:
             page=int(q.get("page", 1)),
         )
         return {
-            "models": [e.to_dict() for e in page.items],
+            "models": [
+                {**e.to_dict(), "loaded": model_info.is_loaded(registry, e, loaded)}
+                for e in page.items
+            ],
             "total": page.total,
             "page": page.page,
             "limit": limit,
@@ -247,7 +254,7 @@ async def models_list(request: Request) -> JSONResponse:
 async def models_types(request: Request) -> JSONResponse:
     from ...registry import ModelType
 
-    return JSONResponse({"types": [t.name.lower() for t in ModelType]})
+    return JSONResponse({"types": [(t.name or str(t.value)).lower() for t in ModelType]})
 
 
 async def models_refresh(request: Request) -> JSONResponse:

@@ -255,3 +255,10 @@ class ModelIdRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model_id: str = Field(..., min_length=1, max_length=1024, description="id, path or name")
+
+
+class ModelBatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["load", "unload", "hash", "validate"]
+    model_ids: list[str] = Field(..., min_length=1, max_length=100)

@@ -5,8 +5,9 @@ process on failed asserts, CUDA errors and some out-of-memory paths; here such a
 the job's final event (``crashed``, "worker crashed: SIGABRT") and a fresh worker is started
 before ``run()`` returns, so the queue goes on and the API stays up.
 
-Threads: one ``run()`` at a time (it blocks until the job ends and calls ``on_event`` on the
-calling thread); ``cancel()``, ``state``, ``pid`` and ``stop()`` may be called from any thread.
+Threads: one ``run()``, ``load()`` or ``unload()`` at a time (each blocks until the worker
+answers; a load waits for the running job, behind the same lock); ``cancel()``, ``state``,
+``pid``, ``loaded_model`` and ``stop()`` may be called from any thread.
 This module does not import the engine: the child imports ``process`` itself.
 """
 
@@ -17,6 +18,7 @@ import logging
 import multiprocessing
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -87,6 +89,7 @@ class EngineClient:
         self._job_id: str | None = None
         self._cancel_timer: threading.Timer | None = None
         self._killed_for_cancel = False
+        self._loaded_model: str | None = None
 
     # -- status ---------------------------------------------------------------------------
     @property
@@ -100,6 +103,11 @@ class EngineClient:
     @property
     def pid(self) -> int | None:
         return self._pid
+
+    @property
+    def loaded_model(self) -> str | None:
+        """The main model file the worker holds loaded (None: none, or no worker)."""
+        return self._loaded_model
 
     @property
     def restarts(self) -> int:
@@ -155,6 +163,22 @@ class EngineClient:
         """Run one job; block until it ends and return its final event as a dict:
         ``done``, ``failed``, ``cancelled`` or ``crashed`` (the worker died; a new one has
         been started by the time this returns). Other events go to ``on_event``."""
+        message = protocol.Run(job_id=job_id, kind=kind, params=params, output_dir=output_dir)
+        return self._request(job_id, message, on_event)
+
+    def load(self, params: dict[str, Any]) -> Event:
+        """Load a model (``params``: ``model`` path plus context options, as a job's). Waits
+        for the running job. Returns ``loaded`` {model, load_time}, ``failed`` {error, code}
+        (the previous model stays loaded when the files fail their checks) or ``crashed``."""
+        request_id = f"load-{uuid.uuid4().hex}"
+        return self._request(request_id, protocol.Load(job_id=request_id, params=params), None)
+
+    def unload(self) -> Event:
+        """Close the loaded model (waits for the running job): ``unloaded`` or ``crashed``."""
+        request_id = f"unload-{uuid.uuid4().hex}"
+        return self._request(request_id, protocol.Unload(job_id=request_id), None)
+
+    def _request(self, job_id: str, message: protocol.Message, on_event: OnEvent | None) -> Event:
         with self._run_lock:
             if self._closed:
                 raise WorkerStopped("the engine client was stopped")
@@ -165,7 +189,6 @@ class EngineClient:
                     raise WorkerError("no worker process")  # stop() raced this run()
                 self._job_id, self._killed_for_cancel = job_id, False
                 self._state = "busy"
-            message = protocol.Run(job_id=job_id, kind=kind, params=params, output_dir=output_dir)
             self._try_send(conn, message)  # if the worker is dead, the pump notices
             try:
                 final = self._pump(process, conn, job_id, on_event)
@@ -218,6 +241,9 @@ class EngineClient:
                 message = protocol.decode(data)
             except protocol.ProtocolError as exc:
                 logger.error("ignoring a malformed message from the worker: %s", exc)
+                continue
+            if isinstance(message, protocol.ModelState):
+                self._loaded_model = message.loaded
                 continue
             if isinstance(message, protocol.Log):
                 self._log(message)
@@ -357,6 +383,7 @@ class EngineClient:
             if self._process is not process:
                 return
             conn, self._process, self._conn, self._pid = self._conn, None, None, None
+            self._loaded_model = None  # the models died with the process
             if self._closed:
                 self._state = "stopped"
         if conn is not None:

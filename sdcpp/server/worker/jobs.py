@@ -162,6 +162,27 @@ def parse_image_job(params: Mapping[str, Any], defaults: Mapping[str, Any]) -> I
     return ImageJob(context, prompt, options, output, preview, preview_options)
 
 
+def parse_load(params: Any, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """The StableDiffusion() keywords of a ``load`` message: only context keys, merged with
+    ``defaults`` exactly as ``parse_image_job`` merges them, so that a later job naming the
+    same model and options finds it loaded."""
+    if not isinstance(params, Mapping):
+        raise InvalidArgument("load params must be an object")
+    if unknown := set(params) - CONTEXT_KEYS:
+        raise InvalidArgument(f"unknown parameter {sorted(unknown)[0]!r}")
+    context = {key: value for key, value in defaults.items() if key in CONTEXT_KEYS}
+    context.update(params)
+    if not isinstance(context.get("model") or context.get("diffusion_model"), str):
+        raise InvalidArgument("params need a model (an absolute path)")
+    return context
+
+
+def model_label(context: Mapping[str, Any]) -> str | None:
+    """The file the server names a loaded context by: the checkpoint, else the diffusion model."""
+    label = context.get("model") or context.get("diffusion_model")
+    return str(label) if label else None
+
+
 def _validate(prompt: Any, options: dict[str, Any]) -> None:
     """Run the library's own request checks now (they need no model): a bad size or step
     count must fail before a model switch, not after loading gigabytes."""

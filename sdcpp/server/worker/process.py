@@ -1,6 +1,7 @@
 """The engine worker: the child process that owns the loaded model(s).
 
-Two threads. The *receiver* reads the pipe: ``run`` messages go into a queue, ``cancel`` is
+Two threads. The *receiver* reads the pipe: ``run``, ``load`` and ``unload`` go into one queue
+(so a load never overlaps a generation), ``cancel`` is
 acted on at once (it must reach a generation that is running), ``shutdown`` or a closed pipe
 stops the worker. The *generation* thread (the process's main thread) runs jobs one at a time:
 the engine's callbacks are process-global, so one thread owns every native context.
@@ -21,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from PIL import Image
 
@@ -38,10 +39,9 @@ from ...stable_diffusion import Progress, StableDiffusion
 from ...upscaler import Upscaler
 from . import jobs, protocol, video
 from .reporting import ForwardHandler, Reporter
+from .slots import ModelSlot
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 # Exception -> failed.code, first match wins. Unsupported requests (a video model asked for an
 # image) are the caller's to fix, like invalid ones; anything else is our fault.
@@ -50,6 +50,7 @@ ERROR_CODES: tuple[tuple[type[BaseException], str], ...] = (
     (UnsupportedError, "INVALID_PARAMETERS"),
     (ModelLoadError, "MODEL_LOAD_FAILED"),
 )
+Queued = protocol.Run | protocol.Load | protocol.Unload
 ORPHAN_GRACE = 5.0  # seconds a job may run on after the server went away
 
 
@@ -62,34 +63,6 @@ def worker_main(conn: Connection, settings: dict[str, Any]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     faulthandler.enable()  # a segfault leaves a Python traceback on stderr
     Worker(conn, settings).serve()
-
-
-class ModelSlot(Generic[T]):
-    """Keeps the last loaded model, keyed by what it was loaded from; loading another closes
-    it first (one set of weights in memory at a time)."""
-
-    def __init__(self) -> None:
-        self.key: str | None = None
-        self.model: T | None = None
-
-    def get(
-        self, key: str, load: Callable[[], T], check: Callable[[], object] | None = None
-    ) -> tuple[T, bool]:
-        """(model, loaded_now). ``check`` runs before the loaded model is closed, so a request
-        naming a missing or broken file fails without unloading the model in use."""
-        if self.model is not None and key == self.key:
-            return self.model, False
-        if check is not None:
-            check()
-        self.clear()
-        self.model = load()
-        self.key = key
-        return self.model, True
-
-    def clear(self) -> None:
-        model, self.model, self.key = self.model, None, None
-        if model is not None:
-            model.close()  # type: ignore[attr-defined]
 
 
 class _Job:
@@ -110,11 +83,12 @@ class Worker:
         # Cancels that arrived after a run was queued but before it started (the receiver
         # sees both before the generation thread picks the run up).
         self._early_cancels: set[str] = set()
-        self._runs: queue.Queue[protocol.Run | None] = queue.Queue()
+        self._runs: queue.Queue[Queued | None] = queue.Queue()
         self._stopping = threading.Event()
         self._models: ModelSlot[StableDiffusion] = ModelSlot()
         self._upscalers: ModelSlot[Upscaler] = ModelSlot()
         self._registries: dict[str, ModelRegistry] = {}  # video jobs plan from models dirs
+        self._reported_model: str | None = None  # what the server was last told is loaded
 
     # -- plumbing -------------------------------------------------------------------------
     def send(self, message: protocol.Message) -> None:
@@ -131,11 +105,14 @@ class Worker:
         threading.Thread(target=self._receive, name="sdcpp-worker-receiver", daemon=True).start()
         self.send(protocol.Ready(pid=os.getpid()))
         try:
-            while (run := self._runs.get()) is not None:
-                if self._stopping.is_set():
-                    self.send(protocol.Cancelled(job_id=run.job_id))
-                    continue
-                self._execute(run)
+            while (item := self._runs.get()) is not None:
+                if isinstance(item, protocol.Run):
+                    if self._stopping.is_set():
+                        self.send(protocol.Cancelled(job_id=item.job_id))
+                    else:
+                        self._execute(item)
+                else:
+                    self._manage(item)
         finally:
             self._models.clear()
             self._upscalers.clear()
@@ -158,7 +135,7 @@ class Worker:
             except protocol.ProtocolError as exc:
                 logger.error("ignoring a malformed message: %s", exc)
                 continue
-            if isinstance(message, protocol.Run):
+            if isinstance(message, protocol.Run | protocol.Load | protocol.Unload):
                 self._runs.put(message)
             elif isinstance(message, protocol.Cancel):
                 self.cancel(message.job_id)
@@ -207,14 +184,45 @@ class Worker:
         except Cancelled:
             final = protocol.Cancelled(job_id=run.job_id)
         except Exception as exc:
-            code = next((c for t, c in ERROR_CODES if isinstance(exc, t)), "INTERNAL_ERROR")
-            if code == "INTERNAL_ERROR":
-                logger.exception("job %s failed", run.job_id)
-            final = protocol.Failed(job_id=run.job_id, error=str(exc) or repr(exc), code=code)
+            final = _failure(run.job_id, exc)
         finally:
             with self._state_lock:
                 self._current = None
+        self._report_model()  # before the final event, so the client knows when run() returns
         self.send(final)
+
+    def _manage(self, message: protocol.Load | protocol.Unload) -> None:
+        """An explicit load or unload, between jobs. A load checks the files before closing the
+        loaded model (``ModelSlot.get``), so a bad one leaves the current model usable."""
+        final: protocol.Message
+        try:
+            if self._stopping.is_set():
+                raise RuntimeError("the worker is stopping")
+            if isinstance(message, protocol.Unload):
+                self._models.clear()
+                final = protocol.Unloaded(job_id=message.job_id)
+            else:
+                context = jobs.parse_load(message.params, self._defaults)
+                started = time.perf_counter()
+                _, loaded = self._models.get(
+                    jobs.cache_key(context),
+                    lambda: StableDiffusion(**context),
+                    lambda: jobs.check_files(context),
+                    label=jobs.model_label(context),
+                )
+                load_time = time.perf_counter() - started if loaded else 0.0
+                label = jobs.model_label(context) or ""
+                final = protocol.Loaded(job_id=message.job_id, model=label, load_time=load_time)
+        except Exception as exc:
+            final = _failure(message.job_id, exc)
+        self._report_model()
+        self.send(final)
+
+    def _report_model(self) -> None:
+        # Sent only on change; a failed load that got past the checks has cleared the slot too.
+        if self._models.label != self._reported_model:
+            self._reported_model = self._models.label
+            self.send(protocol.ModelState(loaded=self._reported_model))
 
     def _image(self, job: _Job) -> protocol.Message:
         run = job.run
@@ -230,7 +238,10 @@ class Worker:
 
         load_started = time.perf_counter()
         engine, loaded = self._models.get(
-            spec.context_key, load, lambda: jobs.check_files(spec.context)
+            spec.context_key,
+            load,
+            lambda: jobs.check_files(spec.context),
+            label=jobs.model_label(spec.context),
         )
         load_time = time.perf_counter() - load_started if loaded else 0.0
         _test_hooks(spec.prompt)
@@ -277,7 +288,10 @@ class Worker:
 
         load_started = time.perf_counter()
         engine, loaded = self._models.get(
-            spec.context_key, load, lambda: jobs.check_files(spec.context)
+            spec.context_key,
+            load,
+            lambda: jobs.check_files(spec.context),
+            label=jobs.model_label(spec.context),
         )
         load_time = time.perf_counter() - load_started if loaded else 0.0
         _test_hooks(spec.prompt)
@@ -357,6 +371,13 @@ class Worker:
         job = self._current  # a plain read: this runs inside native log callbacks
         cancelling = job is not None and job.cancel_requested.is_set()
         return not (cancelling and record.name == "sdcpp.native")
+
+
+def _failure(job_id: str, exc: Exception) -> protocol.Failed:
+    code = next((c for t, c in ERROR_CODES if isinstance(exc, t)), "INTERNAL_ERROR")
+    if code == "INTERNAL_ERROR":
+        logger.exception("request %s failed", job_id)
+    return protocol.Failed(job_id=job_id, error=str(exc) or repr(exc), code=code)
 
 
 def _sampling_progress(

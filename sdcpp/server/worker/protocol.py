@@ -9,6 +9,8 @@ server -> worker::
 
     run       {job_id, kind, params, output_dir}   one job; the worker runs one at a time
     cancel    {job_id}                             stop that job if it is the running one
+    load      {job_id, params}                     load a model (params: a job's context part)
+    unload    {job_id}                             close the loaded model
     shutdown  {}                                   finish (cancelling the running job), exit
 
 worker -> server::
@@ -20,6 +22,12 @@ worker -> server::
     done      {job_id, outputs, result}            final: file names inside output_dir
     failed    {job_id, error, code}                final
     cancelled {job_id, forced}                     final
+    loaded    {job_id, model, load_time}           final for load: ``model`` is now loaded
+    unloaded  {job_id}                             final for unload
+    model     {loaded}                             the loaded model changed (path or None)
+
+``load`` and ``unload`` are queued with the runs and answered in order, so they never overlap a
+generation; their ``job_id`` is a request id chosen by the client, and ``failed`` ends them too.
 
 synthesized by the client (never sent by the worker)::
 
@@ -39,14 +47,19 @@ __all__ = [
     "Crashed",
     "Done",
     "Failed",
+    "Load",
+    "Loaded",
     "Log",
     "Message",
+    "ModelState",
     "Preview",
     "Progress",
     "ProtocolError",
     "Ready",
     "Run",
     "Shutdown",
+    "Unload",
+    "Unloaded",
     "decode",
     "encode",
     "exit_reason",
@@ -68,7 +81,7 @@ ERROR_CODES: tuple[str, ...] = (
 IMAGE_KINDS: tuple[str, ...] = ("txt2img", "img2img", "inpaint", "inpainting", "controlnet")
 JOB_KINDS: tuple[str, ...] = (*IMAGE_KINDS, "upscale", "video")
 # The events that end a job: the client's run() returns exactly one of these.
-FINAL_TYPES = frozenset({"done", "failed", "cancelled", "crashed"})
+FINAL_TYPES = frozenset({"done", "failed", "cancelled", "crashed", "loaded", "unloaded"})
 
 
 class ProtocolError(ValueError):
@@ -104,6 +117,19 @@ class Run(Message):
 @dataclass(frozen=True, slots=True)
 class Cancel(Message):
     TYPE: ClassVar[str] = "cancel"
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Load(Message):
+    TYPE: ClassVar[str] = "load"
+    job_id: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Unload(Message):
+    TYPE: ClassVar[str] = "unload"
     job_id: str
 
 
@@ -169,6 +195,26 @@ class Cancelled(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class Loaded(Message):
+    TYPE: ClassVar[str] = "loaded"
+    job_id: str
+    model: str
+    load_time: float  # 0.0 when it was loaded already
+
+
+@dataclass(frozen=True, slots=True)
+class Unloaded(Message):
+    TYPE: ClassVar[str] = "unloaded"
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelState(Message):
+    TYPE: ClassVar[str] = "model"
+    loaded: str | None  # the main model file of the loaded context, None when none is
+
+
+@dataclass(frozen=True, slots=True)
 class Crashed(Message):
     TYPE: ClassVar[str] = "crashed"
     job_id: str
@@ -180,6 +226,8 @@ _TYPES: dict[str, type[Message]] = {
     for cls in (
         Run,
         Cancel,
+        Load,
+        Unload,
         Shutdown,
         Ready,
         Progress,
@@ -188,6 +236,9 @@ _TYPES: dict[str, type[Message]] = {
         Done,
         Failed,
         Cancelled,
+        Loaded,
+        Unloaded,
+        ModelState,
         Crashed,
     )
 }

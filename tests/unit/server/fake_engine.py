@@ -2,6 +2,8 @@
 
 Jobs "generate" a solid-colour PNG after emitting progress events; the prompt steers failures
 ("__fail__" -> failed, "__crash__" -> crashed, "__slow__" -> runs until cancelled).
+Loads check the file as the worker does (``check_model_file``) and keep the loaded model when
+that fails; a finished job leaves its model loaded, as the worker's model slot does.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from typing import Any
 
 from PIL import Image
 
+from sdcpp._files import check_model_file
 from sdcpp._pngmeta import save_png
+from sdcpp.errors import ModelLoadError
 
 
 class FakeEngine:
@@ -22,6 +26,8 @@ class FakeEngine:
         self.pid = 12345
         self.restarts = 0
         self.runs: list[tuple[str, str, dict[str, Any]]] = []
+        self.loaded_model: str | None = None
+        self.loads: list[dict[str, Any]] = []
         self._cancelled: set[str] = set()
         self._stopped = False
         self._lock = threading.Lock()
@@ -40,6 +46,24 @@ class FakeEngine:
         with self._lock:
             self._cancelled.add(job_id)
         return True
+
+    def load(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.loads.append(params)
+        try:
+            check_model_file(params["model"], "model")
+        except ModelLoadError as exc:
+            return {
+                "type": "failed",
+                "job_id": "load",
+                "error": str(exc),
+                "code": "MODEL_LOAD_FAILED",
+            }
+        self.loaded_model = params["model"]
+        return {"type": "loaded", "job_id": "load", "model": params["model"], "load_time": 0.01}
+
+    def unload(self) -> dict[str, Any]:
+        self.loaded_model = None
+        return {"type": "unloaded", "job_id": "unload"}
 
     def run(
         self, job_id: str, kind: str, params: dict[str, Any], output_dir: str, on_event: Any
@@ -88,6 +112,8 @@ class FakeEngine:
                 image.info["parameters"] = f"{prompt}\nSteps: {steps}, Seed: {i}"
                 save_png(image, out / f"image_{i}.png")
                 names.append(f"image_{i}.png")
+            if params.get("model"):
+                self.loaded_model = params["model"]
             return {
                 "type": "done",
                 "job_id": job_id,

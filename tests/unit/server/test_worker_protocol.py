@@ -26,6 +26,11 @@ MESSAGES: list[protocol.Message] = [
     protocol.Failed(job_id="j1", error="width must be a multiple of 8", code="INVALID_PARAMETERS"),
     protocol.Cancelled(job_id="j1", forced=True),
     protocol.Crashed(job_id="j1", error="worker crashed: SIGABRT"),
+    protocol.Load(job_id="l1", params={"model": "/m/a.safetensors", "n_threads": 2}),
+    protocol.Unload(job_id="u1"),
+    protocol.Loaded(job_id="l1", model="/m/a.safetensors", load_time=1.5),
+    protocol.Unloaded(job_id="u1"),
+    protocol.ModelState(loaded="/m/a.safetensors"),
 ]
 
 
@@ -54,7 +59,13 @@ def test_wire_format_is_plain_builtins() -> None:
 def test_every_type_is_distinct_and_finals_are_known() -> None:
     types = [m.TYPE for m in MESSAGES]
     assert len(set(types)) == len(types)
-    assert {"done", "failed", "cancelled", "crashed"} == protocol.FINAL_TYPES
+    finals = {"done", "failed", "cancelled", "crashed", "loaded", "unloaded"}
+    assert finals == protocol.FINAL_TYPES
+
+
+def test_no_loaded_model_is_none_on_the_wire() -> None:
+    message = protocol.ModelState(loaded=None)
+    assert protocol.decode(protocol.encode(message)) == message
 
 
 def test_cancelled_defaults_to_not_forced() -> None:
@@ -69,6 +80,9 @@ def test_cancelled_defaults_to_not_forced() -> None:
         ({"type": "explode"}, "unknown message type"),
         ({"job_id": "j"}, "unknown message type"),
         ({"type": "cancel"}, "missing job_id"),
+        ({"type": "load", "job_id": "l"}, "missing params"),
+        ({"type": "model"}, "missing loaded"),
+        ({"type": "unloaded", "job_id": "u", "model": "x"}, "unknown field model"),
         ({"type": "cancel", "job_id": "j", "why": "x"}, "unknown field why"),
         (
             {"type": "progress", "job_id": "j", "phase": "dreaming", "step": 1, "total": 2,

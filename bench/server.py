@@ -1,0 +1,427 @@
+"""Server rows: `sdcpp serve` side by side with upstream sd-server built from the same source.
+
+Both servers run at once (idle servers cost no CPU) so every measurement interleaves ours and
+theirs round by round; only loopback addresses are ever contacted. Same model, size, steps,
+seed, sampler, cfg and threads for ours, sd-server and sd-cli.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx2 as httpx
+import numpy as np
+
+from .baselines import build_sd_server
+from .run import Row, fmt, timed_process, verdict
+
+if TYPE_CHECKING:
+    from .run import Bench
+
+HOST = "127.0.0.1"  # loopback only: the load generator must never reach another machine
+PROMPT = "a red fox"
+# cfg 1.0 and euler_a stated explicitly: the servers' per-model defaults need not agree.
+CFG, SAMPLER = 1.0, "euler_a"
+ENGINE_LOG = re.compile(r"generate_image completed in ([0-9.]+)s")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+class Proc:
+    """A server subprocess with its output in a file, started until its ready URL answers."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str], log: Path, port: int) -> None:
+        self.cmd, self.env, self.log, self.port = cmd, env, log, port
+        self.url = f"http://{HOST}:{port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready_path: str, timeout: float = 180) -> None:
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                self.cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=self.log.parent
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.cmd[0]} exited:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + ready_path, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"{self.cmd[0]} not ready after {timeout} s")
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it lingers: a stuck server must not outlive the run."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+    def rss_mb(self) -> float:
+        """VmRSS of the process and all its descendants (our server + its worker)."""
+        assert self.proc is not None
+        total, todo = 0, [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    todo += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue  # exited meanwhile
+            found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+            total += int(found.group(1)) if found else 0
+        return total / 1024
+
+
+class Completions:
+    """Reads our SSE stream in a thread: when (perf_counter) each job reached a final status.
+
+    SSE rather than polling: a poll interval would add up to one interval to every figure.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.done: dict[str, tuple[float, str]] = {}
+        self.cond = threading.Condition()
+        self.subscribed = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+        if not self.subscribed.wait(30):
+            raise RuntimeError("SSE stream did not open")
+        time.sleep(0.3)  # let the server register the subscriber before the first job
+
+    def _run(self) -> None:
+        try:
+            with httpx.stream(
+                "GET", self.url + "/api/events", timeout=httpx.Timeout(10, read=None)
+            ) as stream:
+                self.subscribed.set()
+                event = ""
+                for line in stream.iter_lines():
+                    if line.startswith("event:"):
+                        event = line.split(":", 1)[1].strip()
+                    elif line.startswith("data:") and event == "job_update":
+                        now = time.perf_counter()
+                        data = json.loads(line[5:])
+                        if data.get("status") in ("completed", "failed", "cancelled"):
+                            with self.cond:
+                                self.done.setdefault(data["job_id"], (now, data["status"]))
+                                self.cond.notify_all()
+        except httpx.HTTPError:
+            pass  # the server stopped: the stream ends with it
+
+    def wait(self, ids: list[str], timeout: float = 300) -> float:
+        """perf_counter time the last of ``ids`` completed."""
+        with self.cond:
+            if not self.cond.wait_for(lambda: all(i in self.done for i in ids), timeout):
+                raise RuntimeError(f"jobs {ids} did not finish")
+            bad = [(i, self.done[i][1]) for i in ids if self.done[i][1] != "completed"]
+            if bad:
+                raise RuntimeError(f"jobs did not complete: {bad}")
+            return max(self.done[i][0] for i in ids)
+
+
+class Servers:
+    """Ours and sd-server, started together, with one request helper per API."""
+
+    def __init__(self, bench: Bench, model: Path) -> None:
+        self.bench, self.model = bench, model
+        root = Path(tempfile.mkdtemp(prefix="server-", dir=bench.work))
+        checkpoints = root / "data" / "models" / "checkpoints"
+        checkpoints.mkdir(parents=True)
+        os.link(model, checkpoints / model.name)  # a hard link: no copy of 0.9 GB
+        self.data_dir = root / "data"
+        self.root = root
+        self.sd_server = build_sd_server()
+        self.ours: Proc | None = None
+        self.theirs: Proc | None = None
+        self.events: Completions | None = None
+        self.http = httpx.Client(timeout=300)
+
+    def start_ours(self) -> Proc:
+        port = free_port()
+        script = str(Path(self.bench.sdcpp_python).with_name("sdcpp"))
+        env = {**os.environ, "SDCPP_THREADS": str(self.bench.threads)}
+        cmd = [script, "serve", "--host", HOST, "--port", str(port)]
+        cmd += ["--data-dir", str(self.data_dir)]
+        proc = Proc(cmd, env, self.root / f"ours-{port}.log", port)
+        proc.start("/readyz")
+        return proc
+
+    def start(self) -> None:
+        self.ours = self.start_ours()
+        self.events = Completions(self.ours.url)
+        port = free_port()
+        cmd = [str(self.sd_server), "-m", str(self.model), "--listen-ip", HOST]
+        cmd += ["--listen-port", str(port), "-t", str(self.bench.threads)]
+        self.theirs = Proc(cmd, dict(os.environ), self.root / "sd-server.log", port)
+        self.theirs.start("/sdapi/v1/samplers")  # it listens only once the model is loaded
+
+    def stop(self) -> None:
+        for proc in (self.ours, self.theirs):
+            if proc is not None:
+                proc.stop()
+
+    # ours
+    def submit(self, url: str, steps: int, seed: int = 42) -> str:
+        body = {"prompt": PROMPT, "width": 64, "height": 64, "steps": steps, "seed": seed}
+        body |= {"cfg_scale": CFG, "sampling_method": SAMPLER}
+        response = self.http.post(url + "/api/generate/text2img", json=body)
+        response.raise_for_status()
+        return str(response.json()["job_id"])
+
+    def job(self, url: str, job_id: str) -> dict[str, Any]:
+        return dict(self.http.get(f"{url}/api/queue/job/{job_id}").json())
+
+    # sd-server
+    def txt2img(self, steps: int, seed: int = 42) -> None:
+        assert self.theirs is not None
+        body = {"prompt": PROMPT, "width": 64, "height": 64, "steps": steps, "seed": seed}
+        body |= {"cfg_scale": CFG, "sampler_name": SAMPLER}
+        response = self.http.post(self.theirs.url + "/sdapi/v1/txt2img", json=body)
+        response.raise_for_status()
+        assert response.json()["images"], "sd-server returned no image"
+
+    def engine_times(self) -> list[float]:
+        """Every ``generate_image completed in X s`` sd-server logged so far (10 ms steps)."""
+        assert self.theirs is not None
+        return [float(x) for x in ENGINE_LOG.findall(self.theirs.log.read_text())]
+
+    def warm_up(self) -> None:
+        assert self.ours is not None and self.events is not None
+        for _ in range(2):
+            self.events.wait([self.submit(self.ours.url, 4)])
+            self.txt2img(4)
+
+
+def overhead(bench: Bench, s: Servers) -> None:
+    """(a) submit -> output ready, minus the engine's own generate time, on warm servers."""
+    assert s.ours is not None and s.events is not None
+    ours, theirs = [], []
+    for _ in range(6 if bench.quick else 15):
+        started = time.perf_counter()
+        job_id = s.submit(s.ours.url, 4)
+        done = s.events.wait([job_id])
+        ours.append(done - started - s.job(s.ours.url, job_id)["result"]["generation_time"])
+        logged = len(s.engine_times())
+        started = time.perf_counter()
+        s.txt2img(4)
+        wall = time.perf_counter() - started
+        for _ in range(50):  # it logs before it answers; the flush may trail by a moment
+            times = s.engine_times()
+            if len(times) > logged:
+                break
+            time.sleep(0.01)
+        assert len(times) == logged + 1, "sd-server logged no generate time"
+        theirs.append(wall - times[-1])
+    ours_ms, theirs_ms = [x * 1000 for x in ours], [x * 1000 for x in theirs]
+    med_ours, med_theirs = statistics.median(ours_ms), statistics.median(theirs_ms)
+    bench.add(
+        Row(
+            "server: submit -> output ready minus engine generate time (64x64 4 steps)",
+            fmt(ours_ms, "ms", 1),
+            fmt(theirs_ms, "ms", 1),
+            f"{med_ours - med_theirs:+.1f} ms",
+            "<= 20 ms and <= sd-server",
+            verdict(med_ours <= 20 and med_ours <= med_theirs),
+        )
+    )
+
+
+def sequence(bench: Bench, s: Servers) -> None:
+    """(b) four jobs back to back on a warm server vs four sd-cli processes."""
+    assert s.ours is not None and s.events is not None
+    cli = [str(bench.sd_cli), "-m", str(s.model), "-p", PROMPT, "-W", "64", "-H", "64"]
+    cli += ["--steps", "4", "-s", "42", "-t", str(bench.threads), "--cfg-scale", str(CFG)]
+    cli += ["--sampling-method", SAMPLER, "-o", str(s.root / "cli.png")]
+    ours, theirs, clis = [], [], []
+    for _ in range(2 if bench.quick else 3):
+        started = time.perf_counter()
+        # all four queued before the first finishes: the queue, not the client, orders them
+        ids = [s.submit(s.ours.url, 4) for _ in range(4)]
+        ours.append(s.events.wait(ids) - started)
+        started = time.perf_counter()
+        for _ in range(4):  # its sync API answers one image per request
+            s.txt2img(4)
+        theirs.append(time.perf_counter() - started)
+        clis.append(sum(timed_process(cli)[0] for _ in range(4)))
+    speed_ours = statistics.median(clis) / statistics.median(ours)
+    speed_theirs = statistics.median(clis) / statistics.median(theirs)
+    bench.add(
+        Row(
+            "server: warm 4-job sequence, speed-up over 4 sd-cli runs "
+            f"(4 sd-cli: {statistics.median(clis):.2f} s)",
+            f"{fmt(ours)} = {speed_ours:.2f}x",
+            f"sd-server {fmt(theirs)} = {speed_theirs:.2f}x",
+            f"{speed_ours / speed_theirs:.3f}x",
+            ">= sd-server's speed-up",
+            verdict(speed_ours >= speed_theirs),
+        )
+    )
+
+
+async def open_loop(
+    base: str, paths: list[str], rate: float, seconds: float
+) -> tuple[dict[str, list[float]], int]:
+    """GET ``paths`` in turn at ``rate``/s for ``seconds``: latencies (ms) per path, errors.
+
+    Open loop: request i starts at t0 + i/rate whether or not earlier ones answered, so a slow
+    server cannot slow the load down. Bounded: rate*seconds requests, 2 s timeout each, at most
+    4 connections (sd-server's HTTP library holds a thread per kept-alive connection).
+    """
+    latencies: dict[str, list[float]] = {p: [] for p in paths}
+    errors = 0
+    limits = httpx.Limits(max_connections=4, max_keepalive_connections=4)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=2) as client:
+
+        async def one(path: str) -> None:
+            nonlocal errors
+            started = time.perf_counter()
+            try:
+                response = await client.get(path)
+                ok = response.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if ok:
+                latencies[path].append((time.perf_counter() - started) * 1000)
+            else:
+                errors += 1
+
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        tasks = []
+        for i in range(int(rate * seconds)):
+            delay = t0 + i / rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(paths[i % len(paths)])))
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)
+    return latencies, errors
+
+
+def percentiles(values: list[float]) -> str:
+    p50, p99 = np.percentile(values, [50, 99])
+    return f"p50 {p50:.2f} / p99 {p99:.2f} ms (n={len(values)})"
+
+
+def control_plane(bench: Bench, s: Servers, rate: float = 200, seconds: float = 5) -> None:
+    """(c) cheap GETs at a fixed rate while a long job generates on the same server."""
+    assert s.ours is not None and s.theirs is not None
+    steps = 80  # long enough (> 8 s here) to outlast the load window
+    job_id = s.submit(s.ours.url, steps)
+    deadline = time.monotonic() + 60
+    while s.job(s.ours.url, job_id).get("current_step", 0) < 1:  # sampling, not loading
+        assert time.monotonic() < deadline, "long job never started"
+        time.sleep(0.05)
+    ours, ours_errors = asyncio.run(
+        open_loop(s.ours.url, ["/api/health", "/api/queue/status"], rate, seconds)
+    )
+    ours_busy = s.job(s.ours.url, job_id)["status"] not in ("completed", "failed", "cancelled")
+    assert s.events is not None
+    s.events.wait([job_id])
+
+    worker = threading.Thread(target=s.txt2img, args=(steps,))
+    worker.start()
+    time.sleep(1.0)  # past text encoding: its sync request gives no progress to wait on
+    theirs, theirs_errors = asyncio.run(
+        open_loop(s.theirs.url, ["/sdapi/v1/samplers"], rate, seconds)
+    )
+    theirs_busy = worker.is_alive()
+    worker.join()
+
+    their_p99 = float(np.percentile(theirs["/sdapi/v1/samplers"], 99))
+    note = "" if ours_busy else " (ours' job ended before the load did)"
+    note += "" if theirs_busy else " (sd-server's job ended before the load did)"
+    for path, values in ours.items():
+        p99 = float(np.percentile(values, 99))
+        bench.add(
+            Row(
+                f"server: GET {path} at {rate:.0f} req/s during a {steps}-step job{note}",
+                percentiles(values) + (f", {ours_errors} errors" if ours_errors else ""),
+                "sd-server GET /sdapi/v1/samplers "
+                + percentiles(theirs["/sdapi/v1/samplers"])
+                + (f", {theirs_errors} errors" if theirs_errors else ""),
+                f"{p99 / their_p99:.2f}x p99",
+                "p99 <= 10 ms and <= sd-server's",
+                verdict(p99 <= 10 and p99 <= their_p99 and not ours_errors),
+            )
+        )
+
+
+def rss_growth(bench: Bench, s: Servers) -> None:
+    """(d) RSS of a fresh server + worker after N 1-step jobs vs after 5."""
+    many = 20 if bench.quick else 50
+    proc = s.start_ours()
+    try:
+        events = Completions(proc.url)
+        early = 0.0
+        for i in range(many):
+            events.wait([s.submit(proc.url, 1, seed=i)])
+            if i == 4:
+                time.sleep(0.5)  # let the result's bookkeeping settle before sampling
+                early = proc.rss_mb()
+        time.sleep(0.5)
+        late = proc.rss_mb()
+    finally:
+        proc.stop()
+    growth = late / early - 1
+    bench.add(
+        Row(
+            f"server: RSS (server + worker) after {many} jobs vs after 5",
+            f"{late:.1f} MB",
+            f"{early:.1f} MB",
+            f"{growth * 100:+.2f}%",
+            "<= +2%",
+            verdict(growth <= 0.02),
+        )
+    )
+
+
+def server_rows(bench: Bench, model: Path) -> None:
+    servers = Servers(bench, model)
+    try:
+        servers.start()
+        servers.warm_up()
+        overhead(bench, servers)
+        sequence(bench, servers)
+        control_plane(bench, servers)
+    finally:
+        servers.stop()
+    try:
+        rss_growth(bench, servers)  # on a fresh server of its own: the job count starts at 0
+    finally:
+        servers.http.close()
+
+
+if __name__ == "__main__":  # the server rows alone: python -m bench.server [--quick]
+    import sys
+
+    import sdcpp
+    from sdcpp import synthetic
+
+    from .run import Bench
+
+    only = Bench("--quick" in sys.argv, None, sdcpp.num_physical_cores(), sys.executable)
+    server_rows(only, synthetic.cached_checkpoint(synthetic.TINY_VARIANT))
