@@ -34,7 +34,9 @@ def default_engine(settings: Settings) -> Any:
     from .worker.client import EngineClient
 
     env = {"SDCPP_TEST_HOOKS": "1"} if settings.test_hooks else {}
-    return EngineClient({"env": env}, cancel_grace=settings.cancel_grace)
+    return EngineClient(
+        {"env": env, "nice": settings.worker_nice}, cancel_grace=settings.cancel_grace
+    )
 
 
 def create_app(settings: Settings | None = None, *, engine: Any = None) -> Starlette:

@@ -38,6 +38,7 @@ class Settings:
     cancel_grace: float = 10.0
     max_crashes: int = 2
     shutdown_grace: float = 30.0
+    worker_nice: int = 5  # the engine worker's niceness: the API stays responsive under load
     test_hooks: bool = False  # SDCPP_TEST_HOOKS=1: the worker honours crash/hang prompts
     # GET /api/image/download makes this server fetch client-chosen URLs: off unless asked for
     allow_image_download: bool = False

@@ -57,8 +57,14 @@ ORPHAN_GRACE = 5.0  # seconds a job may run on after the server went away
 def worker_main(conn: Connection, settings: dict[str, Any]) -> None:
     """Entry point of the worker process. ``settings``: ``env`` (variables to set first),
     ``n_threads`` and other StableDiffusion keywords used when a job leaves them out."""
-    for key, value in (settings.get("env") or {}).items():
+    settings = dict(settings)
+    for key, value in (settings.pop("env", None) or {}).items():
         os.environ[str(key)] = str(value)
+    # Generation saturates every core; a lower priority keeps the API process (health checks,
+    # queue polls, SSE) answering promptly while costing the engine only the CPU the API uses.
+    nice = int(settings.pop("nice", 0) or 0)
+    if nice > 0:
+        os.nice(nice)
     # Ctrl-C in a terminal reaches the whole process group; the server decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     faulthandler.enable()  # a segfault leaves a Python traceback on stderr

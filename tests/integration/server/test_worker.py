@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 from sdcpp import esrgan_ncnn, read_parameters
 from sdcpp.server.worker import EngineClient, Event, WorkerStopped
 
-SETTINGS = {"n_threads": 2, "env": {"SDCPP_TEST_HOOKS": "1"}}
+SETTINGS = {"n_threads": 2, "nice": 3, "env": {"SDCPP_TEST_HOOKS": "1"}}
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +32,12 @@ def client() -> Iterator[EngineClient]:
     yield engine
     engine.stop()
     assert engine.state == "stopped" and engine.pid is None
+
+
+def test_the_worker_runs_at_lower_priority(client: EngineClient) -> None:
+    assert client.pid is not None
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, client.pid) == min(ours + 3, 19)
 
 
 @pytest.fixture
