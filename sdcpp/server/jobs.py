@@ -232,7 +232,7 @@ class JobService:
             job.kind,
             job.params,
             str(self.output_dir(job.id)),
-            lambda event: self._on_event(job.id, event),
+            lambda event: self._on_event(job, event),
         )
         kind = final.get("type")
         if self._interrupted and kind != "done":
@@ -264,8 +264,10 @@ class JobService:
             )
             self._cleanup_inputs(job.id)
 
-    def _on_event(self, job_id: str, event: dict[str, Any]) -> None:
-        live = self.live.get(job_id)
+    def _on_event(self, job: Job, event: dict[str, Any]) -> None:
+        """Progress of the running job. Published from the claimed record plus live state:
+        several events a second must not each read the database."""
+        live = self.live.get(job.id)
         if live is None:
             return
         if event.get("type") == "progress":
@@ -273,7 +275,7 @@ class JobService:
             if phase == "sampling" and live.phase != "sampling":
                 live.sampling_started = time.time()
             live.phase, live.step, live.total = phase, int(event["step"]), int(event["total"])
-            self._publish_job(job_id)
+            self.events.publish({"type": "job_update", "data": self.view(job)})
         elif event.get("type") == "preview":
             live.preview = event.get("png")
 
