@@ -86,7 +86,7 @@ def _check_gguf_head(p: Path, head: bytes, size: int, role: str) -> None:
     from .gguf import GGUFError, read_gguf  # local: only GGUF files need the reader
 
     try:
-        info = read_gguf(p)
+        info = read_gguf(p, keep_arrays=False)  # arrays are not needed to check sizes
     except GGUFError as exc:
         raise ModelLoadError(f"{role} file: {exc}") from exc
     if info.data_end > size:

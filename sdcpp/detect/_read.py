@@ -10,39 +10,19 @@
 
 from __future__ import annotations
 
-import mmap
 import os
-import struct
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .. import _safetensors
 from .._files import GGUF_MAGIC, check_model_file
 from ..errors import ModelLoadError
-from ..gguf import GGUFInfo, GGUFTensor
+from ..gguf import GGUFError, read_gguf
 from . import _pickle
 from ._table import Shape
 
-_U32, _U64 = struct.Struct("<I"), struct.Struct("<Q")
-# GGUF value types: fixed sizes and struct formats of the scalars; 8 string, 9 array
-_SCALARS = {
-    0: "B",
-    1: "b",
-    2: "H",
-    3: "h",
-    4: "I",
-    5: "i",
-    6: "f",
-    7: "?",
-    10: "Q",
-    11: "q",
-    12: "d",
-}
-_MAX_COUNT = 100_000_000
-_MAX_STRING = 64 * 1024 * 1024
 _MAX_PICKLE = 512 * 1024 * 1024
 # City96's GGUF converter stores the original shape of tensors ggml cannot hold (5-D convs)
 _ORIG_SHAPE = "comfy.gguf.orig_shape."
@@ -84,62 +64,14 @@ def _safetensors_table(p: Path) -> Table:
     return Table("safetensors", shapes, dtypes, metadata)
 
 
-class _Cursor:
-    """Reads GGUF fields in place; any read past the end is a truncated header."""
-
-    def __init__(self, buf: mmap.mmap) -> None:
-        self.buf, self.pos, self.end = buf, 0, len(buf)
-
-    def take(self, s: struct.Struct) -> Any:
-        value = s.unpack_from(self.buf, self.pos)[0]
-        self.pos += s.size
-        return value
-
-    def count(self) -> int:
-        n = int(self.take(_U64))
-        if n > _MAX_COUNT:
-            raise ValueError(f"implausible GGUF count {n}")
-        return n
-
-    def string(self) -> str:
-        n = self.count()
-        if n > _MAX_STRING:
-            raise ValueError(f"implausible GGUF string length {n}")
-        raw = self.buf[self.pos : self.pos + n]
-        if len(raw) != n:
-            raise struct.error("string past the end")
-        self.pos += n
-        return raw.decode("utf-8", errors="replace")
-
-    def value(self, vtype: int, keep: bool) -> Any:
-        if vtype in _SCALARS:
-            return self.take(struct.Struct("<" + _SCALARS[vtype]))
-        if vtype == 8:
-            return self.string()
-        if vtype != 9:
-            raise ValueError(f"unknown GGUF value type {vtype}")
-        item, n = self.take(_U32), self.count()
-        if item in _SCALARS and not keep:  # fixed-size items: jump over them
-            self.pos += n * struct.calcsize(_SCALARS[item])
-            return None
-        if item == 8 and not keep:  # strings (tokenizer vocabularies): walk the lengths only
-            buf, pos, unpack = self.buf, self.pos, _U64.unpack_from
-            for _ in range(n):
-                pos += 8 + unpack(buf, pos)[0]
-            self.pos = pos
-            return None
-        return [self.value(item, keep) for _ in range(n)]
-
-
 def _gguf(p: Path) -> Table:
     size = p.stat().st_size
     try:
-        with p.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            info = _walk_gguf(_Cursor(buf))
-    except struct.error as exc:  # a read ran past the end of the file
-        raise ModelLoadError(f"model file has a truncated GGUF header: {p}") from exc
-    except (ValueError, OverflowError) as exc:
-        raise ModelLoadError(f"model file has a broken GGUF header: {p}: {exc}") from exc
+        # only the original-shape arrays matter here; tokenizer arrays are skipped unbuilt
+        info = read_gguf(p, keep_arrays=lambda key: key.startswith(_ORIG_SHAPE))
+    except GGUFError as exc:
+        kind = "truncated" if "truncated" in str(exc) else "broken"
+        raise ModelLoadError(f"model file has a {kind} GGUF header: {p}: {exc}") from exc
     except OSError as exc:
         raise ModelLoadError(f"model file cannot be read: {p}: {exc}") from exc
     if info.data_end > size:
@@ -160,31 +92,6 @@ def _gguf(p: Path) -> Table:
     if "general.architecture" in metadata:
         evidence.append(f"gguf general.architecture = {metadata['general.architecture']!r}")
     return Table("gguf", shapes, dtypes, metadata, evidence=evidence)
-
-
-def _walk_gguf(r: _Cursor) -> GGUFInfo:
-    r.pos = 4
-    version = r.take(_U32)
-    if version not in (2, 3):
-        raise ValueError(f"unsupported GGUF version {version}")
-    n_tensors, n_kv = r.count(), r.count()
-    metadata: dict[str, Any] = {}
-    for _ in range(n_kv):
-        key = r.string()
-        value = r.value(r.take(_U32), keep=key.startswith(_ORIG_SHAPE))
-        if value is not None:
-            metadata[key] = value
-    tensors = []
-    for _ in range(n_tensors):
-        name = r.string()
-        n_dims = r.take(_U32)
-        if n_dims > 8:
-            raise ValueError(f"GGUF tensor {name!r} has {n_dims} dimensions")
-        shape = tuple(int(r.take(_U64)) for _ in range(n_dims))
-        tensors.append(GGUFTensor(name, shape, int(r.take(_U32)), int(r.take(_U64))))
-    alignment = int(metadata.get("general.alignment", 32)) or 32
-    data_start = (r.pos + alignment - 1) // alignment * alignment
-    return GGUFInfo(int(version), metadata, tensors, data_start)
 
 
 def _torch_zip(p: Path) -> Table:
