@@ -289,11 +289,13 @@ async def open_loop(
 
     Open loop: request i starts at t0 + i/rate whether or not earlier ones answered, so a slow
     server cannot slow the load down. Bounded: rate*seconds requests, 2 s timeout each, at most
-    4 connections (sd-server's HTTP library holds a thread per kept-alive connection).
+    8 connections. Every request opens a new connection, for both servers: on a kept-alive
+    connection sd-server stalls ~44 ms per GET (a delayed-ACK/Nagle interaction), which would
+    measure its socket handling rather than its behaviour during generation.
     """
     latencies: dict[str, list[float]] = {p: [] for p in paths}
     errors = 0
-    limits = httpx.Limits(max_connections=4, max_keepalive_connections=4)
+    limits = httpx.Limits(max_connections=8, max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=2) as client:
 
         async def one(path: str) -> None:
