@@ -57,7 +57,24 @@ class EngineOptions(BaseModel):
         return {k: v for k, v in fields.items() if v is not None}
 
 
-class GenerateBase(EngineOptions):
+class SamplingChoice(BaseModel):
+    """Sampler and scheduler by the engine's names (seed 004's spellings accepted)."""
+
+    sampling_method: str | None = None
+    scheduler: str | None = None
+
+    @field_validator("sampling_method")
+    @classmethod
+    def _sampler(cls, value: str | None) -> str | None:
+        return check_sampler(value)
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, value: str | None) -> str | None:
+        return check_scheduler(value)
+
+
+class GenerateBase(EngineOptions, SamplingChoice):
     """Fields shared by every generation endpoint (seed 004's text2img body and more)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
@@ -70,8 +87,6 @@ class GenerateBase(EngineOptions):
     steps: int | None = Field(None, ge=1, le=150)
     cfg_scale: float | None = Field(None, ge=0.0, le=30.0)
     guidance: float | None = Field(None, ge=0.0, le=100.0)
-    sampling_method: str | None = None
-    scheduler: str | None = None
     seed: int | Literal["random"] = "random"
     batch_count: int = Field(1, ge=1, le=16)
     clip_skip: int | None = Field(None, ge=-1, le=12)
@@ -87,16 +102,6 @@ class GenerateBase(EngineOptions):
     lora_model_dir: str | None = None
     output_format: OutputFormat = "png"
     output_quality: int = Field(90, ge=1, le=100)
-
-    @field_validator("sampling_method")
-    @classmethod
-    def _sampler(cls, value: str | None) -> str | None:
-        return check_sampler(value)
-
-    @field_validator("scheduler")
-    @classmethod
-    def _scheduler(cls, value: str | None) -> str | None:
-        return check_scheduler(value)
 
     def generation_fields(self) -> dict[str, Any]:
         """The library's GenerationRequest fields set by this request."""
@@ -170,7 +175,7 @@ class CancelRequest(BaseModel):
     job_id: str = Field(..., min_length=1, max_length=64)
 
 
-class VideoGenerateRequest(EngineOptions):
+class VideoGenerateRequest(EngineOptions, SamplingChoice):
     """Wan 2.x video (seed 002): text-to-video, or image-to-video with ``init_image``, or
     first-last-frame with ``end_image`` too. Fields left out take the model's recommended
     settings (from its detected architecture), then the engine's defaults."""
@@ -186,8 +191,6 @@ class VideoGenerateRequest(EngineOptions):
     video_frames: int | None = Field(None, ge=1, le=1024, description="Wan wants 4n+1")
     steps: int | None = Field(None, ge=1, le=150)
     cfg_scale: float | None = Field(None, ge=0.0, le=30.0)
-    sampling_method: str | None = None
-    scheduler: str | None = None
     flow_shift: float | None = Field(None, ge=0.0, le=100.0)
     high_noise_steps: int | None = Field(None, ge=1, le=150, description="Wan 2.2 A14B")
     high_noise_cfg_scale: float | None = Field(None, ge=0.0, le=30.0)
@@ -203,16 +206,6 @@ class VideoGenerateRequest(EngineOptions):
     clip_vision_path: str | None = None
     high_noise_diffusion_model_path: str | None = None
     lora_model_dir: str | None = None
-
-    @field_validator("sampling_method")
-    @classmethod
-    def _sampler(cls, value: str | None) -> str | None:
-        return check_sampler(value)
-
-    @field_validator("scheduler")
-    @classmethod
-    def _scheduler(cls, value: str | None) -> str | None:
-        return check_scheduler(value)
 
     @model_validator(mode="after")
     def _frames(self) -> VideoGenerateRequest:
