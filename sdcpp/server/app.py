@@ -39,8 +39,19 @@ def default_engine(settings: Settings) -> Any:
     )
 
 
-def create_app(settings: Settings | None = None, *, engine: Any = None) -> Starlette:
-    """The server app. ``engine`` replaces the worker client (tests use a fake one)."""
+def default_converter(settings: Settings, registry: ModelRegistry) -> Any:
+    from .worker.converter import ConvertRunner, remove_stale_staging
+
+    remove_stale_staging(settings.models_path)  # no job runs yet: every staging dir is stale
+    env = {"SDCPP_TEST_HOOKS": "1"} if settings.test_hooks else {}
+    return ConvertRunner(registry, env=env, nice=settings.worker_nice)
+
+
+def create_app(
+    settings: Settings | None = None, *, engine: Any = None, converter: Any = None
+) -> Starlette:
+    """The server app. ``engine`` replaces the worker client, ``converter`` the runner of
+    ``convert`` jobs (tests use fake ones)."""
     settings = settings or Settings()
     if "*" in settings.cors_origins and len(settings.cors_origins) > 1:
         raise InvalidArgument("cors origin '*' cannot be combined with other origins")
@@ -64,7 +75,10 @@ def create_app(settings: Settings | None = None, *, engine: Any = None) -> Starl
             )
         state.engine = engine if engine is not None else default_engine(settings)
         state.engine.start()
-        state.jobs = JobService(settings, state.store, state.engine, state.events)
+        state.converter = converter or default_converter(settings, state.registry)
+        state.jobs = JobService(
+            settings, state.store, state.engine, state.events, {"convert": state.converter}
+        )
         state.generation = GenerationService(settings, state.registry, state.jobs)
         state.jobs.start()
         state.openapi = build_openapi(

@@ -3,6 +3,10 @@
 A dispatcher thread claims queued jobs in FIFO order and runs each through the engine client
 (which blocks until the job ends); live progress is kept in memory and published to event
 subscribers; final states are written to the store. Routers never touch store or worker.
+
+Some kinds run elsewhere than the engine worker: ``runners`` maps a kind to an object with the
+engine client's ``run``/``cancel``/``stop`` (``convert`` jobs: a child process per job), so
+they share the queue, its order, progress events and cancellation with generation jobs.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,13 +60,22 @@ class LiveState:
 
 
 class JobService:
-    def __init__(self, settings: Settings, store: JobStore, engine: Any, events: EventBus) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        engine: Any,
+        events: EventBus,
+        runners: Mapping[str, Any] | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.engine = engine
         self.events = events
+        self.runners = dict(runners or {})  # job kind -> runner; every other kind: the engine
         self.live: dict[str, LiveState] = {}
         self.current: str | None = None
+        self.current_kind: str | None = None
         self.accepting = True
         self._interrupted = False
         self._restart_engine = False  # set when shutdown stops the worker under a running job
@@ -91,6 +105,8 @@ class JobService:
             logger.warning("job %s still running at shutdown; it will be re-queued", self.current)
             self._interrupted = True
             self.engine.stop(timeout=5)
+            for runner in self.runners.values():
+                runner.stop(timeout=5)
             self._thread.join(timeout=10)
 
     # -- commands ------------------------------------------------------------------------
@@ -111,7 +127,7 @@ class JobService:
             self._publish_job(job_id)
             self._publish_queue()
             return "cancelled"
-        if self.current == job_id and self.engine.cancel(job_id):
+        if self.current == job_id and self._runner(self.current_kind).cancel(job_id):
             return "cancelling"
         return None
 
@@ -155,7 +171,17 @@ class JobService:
             if path in (job.params.get("model"), job.params.get("diffusion_model"))
         ]
 
+    def active_params(self, kind: str) -> list[dict[str, Any]]:
+        """Params of the queued and running jobs of one kind."""
+        active = self.store.list(status=["queued", "processing"], limit=10_000)
+        return [job.params for job in active if job.kind == kind]
+
     # -- queries -------------------------------------------------------------------------
+    def output_url(self, job_id: str, name: str) -> str:
+        """Where a client downloads an output; with auth on, create_app puts the auth service's
+        signed capability URLs here."""
+        return f"/api/queue/job/{job_id}/output/{name}"
+
     def output_dir(self, job_id: str) -> Path:
         return self.settings.outputs_path / job_id
 
@@ -182,7 +208,7 @@ class JobService:
             "time_remaining": None,
             "speed": None,
             "error": job.error,
-            "outputs": [f"/api/queue/job/{job.id}/output/{name}" for name in job.outputs],
+            "outputs": [self.output_url(job.id, name) for name in job.outputs],
             "result": job.result,
             "attempts": job.attempts,
         }
@@ -218,16 +244,16 @@ class JobService:
                 logger.exception("job %s failed in the dispatcher", job.id)
                 self.store.finish(job.id, "failed", error="internal error in the dispatcher")
             finally:
-                self.current = None
+                self.current = self.current_kind = None
                 self.live.pop(job.id, None)
                 self._publish_job(job.id)
                 self._publish_queue()
 
     def _run(self, job: Job) -> None:
-        self.current = job.id
+        self.current, self.current_kind = job.id, job.kind
         self.live[job.id] = LiveState(phase="starting")
         self._publish_job(job.id)
-        final = self.engine.run(
+        final = self._runner(job.kind).run(
             job.id,
             job.kind,
             job.params,
@@ -264,6 +290,9 @@ class JobService:
             )
             self._cleanup_inputs(job.id)
 
+    def _runner(self, kind: str | None) -> Any:
+        return self.runners.get(kind or "", self.engine)
+
     def _on_event(self, job: Job, event: dict[str, Any]) -> None:
         """Progress of the running job. Published from the claimed record plus live state:
         several events a second must not each read the database."""
@@ -275,14 +304,18 @@ class JobService:
             if phase == "sampling" and live.phase != "sampling":
                 live.sampling_started = time.time()
             live.phase, live.step, live.total = phase, int(event["step"]), int(event["total"])
-            self.events.publish({"type": "job_update", "data": self.view(job)})
+            self._publish_view(job)
         elif event.get("type") == "preview":
             live.preview = event.get("png")
 
     def _publish_job(self, job_id: str) -> None:
         job = self.store.get(job_id)
         if job is not None:
-            self.events.publish({"type": "job_update", "data": self.view(job)})
+            self._publish_view(job)
+
+    def _publish_view(self, job: Job) -> None:
+        # "owner" travels beside the data: subscribers see only their own jobs (auth)
+        self.events.publish({"type": "job_update", "data": self.view(job), "owner": job.owner})
 
     def _publish_queue(self) -> None:
         counts = self.store.counts()

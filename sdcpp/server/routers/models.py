@@ -6,6 +6,11 @@ Load and unload go through the engine client's run lock: they wait for the runni
 overlap a generation. A queued job that needs another model simply loads it when its turn comes.
 
 No auth yet: seed 002 protects everything here except listing, which comes with auth.
+``caller_is_admin`` is the one place that decides who may overwrite files.
+
+``POST /api/models/convert`` queues a ``convert`` job (202, like a generation): it waits its
+turn in the queue, reports tensors done/total as progress, and can be cancelled queued or
+running. ``server.conversion`` refuses bad requests before anything is queued.
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ from starlette.routing import BaseRoute, Route
 
 from ...errors import InvalidArgument
 from ...registry import ModelNotFoundError, ModelRegistry, RegistryError
-from .. import model_info
+from .. import conversion, model_info
 from ..errors import ApiError
+from ..schemas.models import ConvertRequest
 from ..schemas.native import ModelBatchRequest, ModelIdRequest
+from ..store import QueueFull
 from .native import body
 
 T = TypeVar("T")
@@ -156,6 +163,62 @@ async def _validate(request: Request, name: str) -> dict[str, Any]:
     return await _registry_call(request, model_info.validate, name)
 
 
+def caller_is_admin(request: Request) -> bool:
+    """Whether the caller may overwrite model files. Without auth every caller is (nothing in
+    the scope); with auth, the user the auth middleware put in ``scope["user"]`` decides."""
+    if "user" not in request.scope:
+        return True
+    user = request.scope["user"]
+    return bool(getattr(user, "is_admin", False) or getattr(user, "role", None) == "admin")
+
+
+async def model_convert(request: Request) -> JSONResponse:
+    """Queue a conversion to GGUF (202 with the job id); refusals are 400 (bad type, output
+    path, existing file), 404 (unknown model or VAE), 409 (same output queued), 507 (space)."""
+    req = await body(request, ConvertRequest)
+    registry, jobs = request.app.state.registry, request.app.state.jobs
+    is_admin = caller_is_admin(request)
+
+    def submit() -> Any:
+        busy = [str(p.get("output")) for p in jobs.active_params("convert")]
+        plan = conversion.plan(
+            registry,
+            model_name=req.model_name,
+            quantization_type=req.quantization_type,
+            output_path=req.output_path,
+            vae=req.vae,
+            tensor_type_rules=req.tensor_type_rules,
+            overwrite=req.overwrite,
+            is_admin=is_admin,
+            busy_outputs=busy,
+        )
+        return jobs.submit("convert", plan.job_params(req.model_name)), plan
+
+    try:
+        job, plan = await run_in_threadpool(submit)
+    except ModelNotFoundError as exc:
+        raise ApiError(404, "MODEL_NOT_FOUND", str(exc)) from None
+    except QueueFull as exc:
+        raise ApiError(
+            503,
+            "QUEUE_FULL",
+            "the queue is full, try again later",
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from None
+    return JSONResponse(
+        {
+            "request_id": job.id,
+            "job_id": job.id,
+            "status": "queued",
+            "message": "Conversion queued successfully",
+            "output_path": plan.output_rel,
+            "quantization_type": plan.type.value,
+            "estimated_bytes": plan.estimated_bytes,
+        },
+        status_code=202,
+    )
+
+
 _BATCH_ACTIONS = {"load": _load, "unload": _unload, "hash": _hash, "validate": _validate}
 
 
@@ -191,6 +254,7 @@ BODIES: dict[tuple[str, str], type[BaseModel]] = {
     ("POST", "/api/models/hash"): ModelIdRequest,
     ("POST", "/api/models/validate"): ModelIdRequest,
     ("POST", "/api/models/batch"): ModelBatchRequest,
+    ("POST", "/api/models/convert"): ConvertRequest,
 }
 
 
@@ -201,6 +265,7 @@ def routes() -> list[BaseRoute]:
         Route("/api/models/hash", model_hash, methods=["POST"]),
         Route("/api/models/validate", model_validate, methods=["POST"]),
         Route("/api/models/batch", model_batch, methods=["POST"]),
+        Route("/api/models/convert", model_convert, methods=["POST"]),
         Route("/api/models/{model_id:str}/load", model_load, methods=["POST"]),
         Route("/api/models/{model_id:str}/unload", model_unload, methods=["POST"]),
         # Last: it would take "stats" or "directories" for a model id.

@@ -1,0 +1,28 @@
+"""Request bodies of the model-management endpoints that go beyond a model id."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ConvertRequest(BaseModel):
+    """Seed 002's ``POST /api/models/convert`` body. Every check beyond types (the
+    quantization name, where the output goes) is ``server.conversion``'s, with 400s."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: str = Field(..., min_length=1, max_length=1024, description="id, path or name")
+    quantization_type: str = Field(
+        ..., min_length=1, max_length=32, description="q8_0, q4_K (q4_k_s), f16, ..."
+    )
+    output_path: str | None = Field(
+        None,
+        max_length=1024,
+        description="a .gguf file name (beside the input) or a path inside the models dir; "
+        "default: {input}-{type}.gguf beside the input",
+    )
+    vae: str | None = Field(None, max_length=1024, description="a VAE to bake in (models dir)")
+    tensor_type_rules: str | None = Field(
+        None, max_length=4096, description="per-tensor types: 'regex=type,regex=type'"
+    )
+    overwrite: bool = Field(False, description="replace an existing output (admins only)")
