@@ -5,7 +5,8 @@
 // - log calls also come from model-loader threads: every trampoline takes the GIL itself;
 // - a Python exception must never unwind through library frames: it is caught here, stored, and
 //   re-raised by GenerationScope::finish() after the native call returned; a failing progress or
-//   preview callback also sets the running context's cancel flag so the call ends early.
+//   preview callback also sets the running context's cancel flag (or, during convert(), the
+//   converter's) so the call ends early.
 #include <atomic>
 
 #include "common.hpp"
@@ -26,6 +27,7 @@ PyObject* g_preview_fn  = nullptr;
 std::atomic<bool> g_log_enabled{false};
 std::exception_ptr g_pending;  // GIL held
 sd_ctx_t* g_cancel_target = nullptr;  // GIL held
+bool g_cancel_convert      = false;    // GIL held: a failing callback cancels convert()
 
 void replace(PyObject*& slot, const py::object& fn) {
     PyObject* old = slot;
@@ -40,6 +42,11 @@ void store_pending() {
 #ifndef SDCPP_NO_CANCEL
     if (g_cancel_target != nullptr) {
         sd_ctx_set_cancel(g_cancel_target, true);
+    }
+#endif
+#ifndef SDCPP_NO_CONVERT_CANCEL
+    if (g_cancel_convert) {
+        sd_convert_set_cancel(true);
     }
 #endif
 }
@@ -118,8 +125,9 @@ GenerationScope::GenerationScope(py::object progress, py::object preview, previe
         py::gil_scoped_release release;
         lock_ = std::unique_lock<std::mutex>(g_generation_mutex);
     }
-    g_pending       = nullptr;
-    g_cancel_target = nullptr;
+    g_pending        = nullptr;
+    g_cancel_target  = nullptr;
+    g_cancel_convert = false;
     replace(g_progress_fn, progress);
     replace(g_preview_fn, preview);
     sd_set_progress_callback(g_progress_fn ? progress_trampoline : silent_progress, nullptr);
@@ -136,12 +144,17 @@ GenerationScope::~GenerationScope() {
     sd_set_preview_callback(nullptr, PREVIEW_NONE, 1, false, false, nullptr);
     replace(g_progress_fn, py::none());
     replace(g_preview_fn, py::none());
-    g_cancel_target = nullptr;
-    g_pending       = nullptr;
+    g_cancel_target  = nullptr;
+    g_cancel_convert = false;
+    g_pending        = nullptr;
 }
 
 void GenerationScope::set_cancel_target(sd_ctx_t* ctx) {
     g_cancel_target = ctx;
+}
+
+void GenerationScope::cancel_convert_on_error() {
+    g_cancel_convert = true;
 }
 
 void GenerationScope::finish() {

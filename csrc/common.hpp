@@ -60,6 +60,8 @@ public:
     GenerationScope& operator=(const GenerationScope&) = delete;
     // The context a failing callback cancels (set once the handle is known to be valid).
     void set_cancel_target(sd_ctx_t* ctx);
+    // A failing callback cancels the running convert() instead (sd_convert_set_cancel).
+    void cancel_convert_on_error();
     // Re-raise a stored callback exception, if any (GIL held).
     void finish();
 

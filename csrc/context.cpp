@@ -235,6 +235,11 @@ void convert_model(const std::string& input, const std::string& output, sd_type_
                    const std::string& vae, const std::string& tensor_type_rules, bool convert_name,
                    py::object progress) {
     GenerationScope scope(std::move(progress), py::none(), PREVIEW_NONE, 1, false, false);
+#ifndef SDCPP_NO_CONVERT_CANCEL
+    // The flag is process-wide; under the scope's lock no other convert() is running.
+    sd_convert_set_cancel(false);
+    scope.cancel_convert_on_error();
+#endif
     clear_last_error();
     bool ok = false;
     {
@@ -244,6 +249,9 @@ void convert_model(const std::string& input, const std::string& output, sd_type_
         ok = ::convert(input.c_str(), vae.c_str(), output.c_str(), type, tensor_type_rules.c_str(),
                        convert_name);
     }
+#ifndef SDCPP_NO_CONVERT_CANCEL
+    sd_convert_set_cancel(false);
+#endif
     scope.finish();
     if (!ok) {
         raise_error("ConversionError", failure("conversion failed"));

@@ -6,6 +6,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from PIL import Image
 
@@ -66,15 +67,20 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_convert(args: argparse.Namespace) -> int:
     from ..convert import convert
+    from .progress import progress_bar
 
     started = time.perf_counter()
-    out = convert(
-        args.model,
-        args.output,
-        type=args.type,
-        vae=args.vae,
-        tensor_type_rules=args.tensor_type_rules,
-    )
+    with progress_bar() as bar:
+        out = convert(
+            args.model,
+            args.output,
+            type=args.type,
+            vae=args.vae,
+            tensor_type_rules=args.tensor_type_rules,
+            progress=lambda done, total: bar(
+                SimpleNamespace(phase="converting", step=done, total=total)
+            ),
+        )
     print(f"{out} ({time.perf_counter() - started:.1f}s)")
     return 0
 
