@@ -25,6 +25,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="allowed browser origin (repeatable)",
     )
     serve.add_argument("--max-queue", type=int, help="queued jobs before 503 (default 100)")
+    serve.add_argument(
+        "--max-loaded-models", type=int, help="models kept loaded at once, LRU (default 1)"
+    )
+    serve.add_argument(
+        "--model-memory-mb", type=int, help="memory budget of loaded models (default: none)"
+    )
+    serve.add_argument(
+        "--keep-alive", help="unload a model unused this long: 300, 5m, 1h (default: never)"
+    )
     serve.add_argument("--config", help="JSON or TOML file with any of these settings")
     serve.set_defaults(func=run)
 
@@ -46,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
             "threads",
             "cors_origins",
             "max_queue",
+            "max_loaded_models",
+            "model_memory_mb",
+            "keep_alive",
         )
     }
     settings = Settings.load(cli=cli, config_file=args.config)

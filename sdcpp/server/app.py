@@ -34,9 +34,14 @@ def default_engine(settings: Settings) -> Any:
     from .worker.client import EngineClient
 
     env = {"SDCPP_TEST_HOOKS": "1"} if settings.test_hooks else {}
-    return EngineClient(
-        {"env": env, "nice": settings.worker_nice}, cancel_grace=settings.cancel_grace
-    )
+    worker = {
+        "env": env,
+        "nice": settings.worker_nice,
+        "max_loaded_models": settings.max_loaded_models,
+        "model_memory_mb": settings.model_memory_mb,
+        "keep_alive": settings.keep_alive,
+    }
+    return EngineClient(worker, cancel_grace=settings.cancel_grace)
 
 
 def default_converter(settings: Settings, registry: ModelRegistry) -> Any:

@@ -154,13 +154,22 @@ class JobService:
         engine's final event: ``loaded``, ``failed`` or ``crashed``."""
         return dict(self.engine.load(params))
 
-    def unload_model(self) -> dict[str, Any]:
-        """Close the loaded model once the running job has finished; blocking."""
-        return dict(self.engine.unload())
+    def unload_model(self, model: str | None = None) -> dict[str, Any]:
+        """Close that loaded model file (None: every one) once the running job has finished;
+        blocking."""
+        return dict(self.engine.unload(model))
 
     @property
     def loaded_model(self) -> str | None:
         return getattr(self.engine, "loaded_model", None)
+
+    @property
+    def loaded_models(self) -> list[str]:
+        """Every model file the worker holds, most recently used first."""
+        models = getattr(self.engine, "loaded_models", None)
+        if models is None:  # an engine with a single slot
+            return [self.loaded_model] if self.loaded_model else []
+        return list(models)
 
     def model_users(self, path: str) -> list[str]:
         """Ids of queued or running jobs whose main model file is ``path``."""

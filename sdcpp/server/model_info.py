@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from collections.abc import Collection
 from typing import Any
 
 from ..errors import InvalidArgument, ModelLoadError
@@ -215,18 +216,22 @@ def loadable_path(registry: ModelRegistry, name: str) -> tuple[ModelEntry, str]:
     return entry, str(registry.resolve(entry.id))
 
 
-def is_loaded(registry: ModelRegistry, entry: ModelEntry, loaded: str | None) -> bool:
-    if loaded is None:
+def is_loaded(
+    registry: ModelRegistry, entry: ModelEntry, loaded: str | Collection[str] | None
+) -> bool:
+    """Whether the entry's file is the loaded model (a path) or one of them (a collection)."""
+    if not loaded:
         return False
     try:
-        return str(registry.resolve(entry.id)) == loaded
+        path = str(registry.resolve(entry.id))
+        return path == loaded if isinstance(loaded, str) else path in loaded
     except (RegistryError, InvalidArgument, OSError):
         return False
 
 
 def list_models(
     registry: ModelRegistry,
-    loaded: str | None,
+    loaded: str | Collection[str] | None,
     *,
     sort_by: str,
     sort_order: str,
@@ -234,7 +239,7 @@ def list_models(
     page: int,
     **filters: Any,
 ) -> Page:
-    """``registry.list`` plus ``sort_by="loaded"``: the loaded model first, then by name
+    """``registry.list`` plus ``sort_by="loaded"``: the loaded models first, then by name
     ("desc" reverses both)."""
     if sort_by != "loaded":
         return registry.list(

@@ -40,6 +40,12 @@ class Settings:
     shutdown_grace: float = 30.0
     worker_nice: int = 5  # the engine worker's niceness: the API stays responsive under load
     test_hooks: bool = False  # SDCPP_TEST_HOOKS=1: the worker honours crash/hang prompts
+    # loaded models: contexts the worker keeps at once (least recently used out first), their
+    # memory budget in MiB estimated from file sizes (0: none), and how long an unused one
+    # stays loaded, in seconds or "30s"/"5m"/"1h" (0 or "none": until evicted)
+    max_loaded_models: int = 1
+    model_memory_mb: int = 0
+    keep_alive: float = 0.0
     # GET /api/image/download makes this server fetch client-chosen URLs: off unless asked for
     allow_image_download: bool = False
     download_max_mb: int = 20
@@ -95,6 +101,10 @@ class Settings:
             raise InvalidArgument(f"port must be 1-65535, got {self.port}")
         if self.max_queue < 1:
             raise InvalidArgument("max_queue must be at least 1")
+        if self.max_loaded_models < 1:
+            raise InvalidArgument("max_loaded_models must be at least 1")
+        if self.model_memory_mb < 0 or self.keep_alive < 0:
+            raise InvalidArgument("model_memory_mb and keep_alive cannot be negative")
         if self.threads is not None and self.threads < 1:
             raise InvalidArgument("threads must be at least 1")
 
@@ -116,6 +126,8 @@ def _read_config(path: Path) -> dict[str, Any]:
 def _convert(name: str, raw: Any, default: Any) -> Any:
     if name in ("data_dir", "models_dir", "output_dir"):
         return Path(raw).expanduser()
+    if name == "keep_alive":
+        return _seconds(name, raw)
     if name == "cors_origins":
         items = raw.split(",") if isinstance(raw, str) else list(raw)
         return tuple(x.strip() for x in items if x.strip())
@@ -131,3 +143,15 @@ def _convert(name: str, raw: Any, default: Any) -> Any:
     except (TypeError, ValueError):
         raise InvalidArgument(f"setting {name}: not a number: {raw!r}") from None
     return raw
+
+
+def _seconds(name: str, raw: Any) -> float:
+    """A duration like Ollama's keep_alive: seconds, or with an s/m/h unit; none/never: 0."""
+    text = str(raw).strip().lower()
+    if text in ("", "none", "never"):
+        return 0.0
+    scale = {"s": 1, "m": 60, "h": 3600}.get(text[-1], 0)
+    try:
+        return float(text[:-1]) * scale if scale else float(text)
+    except ValueError:
+        raise InvalidArgument(f"setting {name}: not a duration: {raw!r}") from None

@@ -132,13 +132,13 @@ async def _load(request: Request, name: str) -> dict[str, Any]:
 async def _unload(request: Request, name: str) -> dict[str, Any]:
     entry, path = await _registry_call(request, model_info.loadable_path, name)
     jobs = request.app.state.jobs
-    if jobs.loaded_model != path:
+    if path not in jobs.loaded_models:
         raise ApiError(409, "MODEL_NOT_LOADED", f"model is not loaded: {name}")
     if users := await run_in_threadpool(jobs.model_users, path):
         raise ApiError(
             409, "MODEL_IN_USE", f"{len(users)} queued or running job(s) use {entry.name}"
         )
-    final = await _engine_call(request, jobs.unload_model)
+    final = await _engine_call(request, jobs.unload_model, path)
     if final.get("type") != "unloaded":
         raise ApiError(500, "INTERNAL_ERROR", str(final.get("error") or "unload failed"))
     return {"message": "Model unloaded successfully", "model": entry.id, "name": entry.name}
@@ -151,7 +151,8 @@ async def model_load(request: Request) -> JSONResponse:
 
 
 async def model_unload(request: Request) -> JSONResponse:
-    """Unload the loaded model: 409 if it is another one, or a queued/running job uses it."""
+    """Unload a loaded model: 409 if it is not loaded, or a queued/running job uses it; the
+    other loaded models stay."""
     return JSONResponse(await _unload(request, request.path_params["model_id"]))
 
 

@@ -226,7 +226,7 @@ async def job_output(request: Request) -> Response:
 async def models_list(request: Request) -> JSONResponse:
     q = request.query_params
     registry = request.app.state.registry
-    loaded = request.app.state.jobs.loaded_model
+    loaded = request.app.state.jobs.loaded_models
 
     def build() -> dict[str, Any]:
         limit = int(q.get("limit", 50))

@@ -37,7 +37,7 @@ def _status(request: Request) -> dict[str, Any]:
             "active_generations": counts.get("processing", 0),
         },
         "models": {
-            "loaded_count": 1 if state.jobs.loaded_model else 0,
+            "loaded_count": len(state.jobs.loaded_models),
             "available_count": len(state.registry),
         },
         "worker": {

@@ -7,7 +7,7 @@ before ``run()`` returns, so the queue goes on and the API stays up.
 
 Threads: one ``run()``, ``load()`` or ``unload()`` at a time (each blocks until the worker
 answers; a load waits for the running job, behind the same lock); ``cancel()``, ``state``,
-``pid``, ``loaded_model`` and ``stop()`` may be called from any thread.
+``pid``, ``loaded_model(s)``, ``load_count`` and ``stop()`` may be called from any thread.
 This module does not import the engine: the child imports ``process`` itself.
 """
 
@@ -90,6 +90,8 @@ class EngineClient:
         self._cancel_timer: threading.Timer | None = None
         self._killed_for_cancel = False
         self._loaded_model: str | None = None
+        self._loaded_models: list[str] = []
+        self._load_count = 0
 
     # -- status ---------------------------------------------------------------------------
     @property
@@ -106,8 +108,21 @@ class EngineClient:
 
     @property
     def loaded_model(self) -> str | None:
-        """The main model file the worker holds loaded (None: none, or no worker)."""
+        """The most recently used model file the worker holds (None: none, or no worker)."""
+        self._drain_idle()
         return self._loaded_model
+
+    @property
+    def loaded_models(self) -> list[str]:
+        """Every model file the worker holds loaded, most recently used first."""
+        self._drain_idle()
+        return list(self._loaded_models)
+
+    @property
+    def load_count(self) -> int:
+        """Contexts the current worker created (a cached model used again does not count)."""
+        self._drain_idle()
+        return self._load_count
 
     @property
     def restarts(self) -> int:
@@ -173,10 +188,12 @@ class EngineClient:
         request_id = f"load-{uuid.uuid4().hex}"
         return self._request(request_id, protocol.Load(job_id=request_id, params=params), None)
 
-    def unload(self) -> Event:
-        """Close the loaded model (waits for the running job): ``unloaded`` or ``crashed``."""
+    def unload(self, model: str | None = None) -> Event:
+        """Close that loaded model file, or every one (waits for the running job):
+        ``unloaded`` or ``crashed``."""
         request_id = f"unload-{uuid.uuid4().hex}"
-        return self._request(request_id, protocol.Unload(job_id=request_id), None)
+        message = protocol.Unload(job_id=request_id, model=model)
+        return self._request(request_id, message, None)
 
     def _request(self, job_id: str, message: protocol.Message, on_event: OnEvent | None) -> Event:
         with self._run_lock:
@@ -243,7 +260,7 @@ class EngineClient:
                 logger.error("ignoring a malformed message from the worker: %s", exc)
                 continue
             if isinstance(message, protocol.ModelState):
-                self._loaded_model = message.loaded
+                self._model_state(message)
                 continue
             if isinstance(message, protocol.Log):
                 self._log(message)
@@ -257,6 +274,30 @@ class EngineClient:
                     on_event(data)
                 except Exception:
                     logger.exception("on_event failed for a %s event", message.TYPE)
+
+    def _model_state(self, message: protocol.ModelState) -> None:
+        self._loaded_model = message.loaded
+        self._loaded_models = list(message.models)
+        self._load_count = message.loads
+
+    def _drain_idle(self) -> None:
+        """Read what the worker said between requests (keep-alive unloads). Only while no
+        request pumps the pipe: then the pump reads it, and this returns at once."""
+        if not self._run_lock.acquire(blocking=False):
+            return
+        try:
+            conn = self._conn
+            while conn is not None and conn.poll(0):
+                try:
+                    message = protocol.decode(conn.recv())
+                except (EOFError, OSError, protocol.ProtocolError):
+                    return  # a dead worker: the next request notices and restarts it
+                if isinstance(message, protocol.ModelState):
+                    self._model_state(message)
+                elif isinstance(message, protocol.Log):
+                    self._log(message)
+        finally:
+            self._run_lock.release()
 
     def _after_death(self, process: BaseProcess, job_id: str) -> Event:
         process.join(5.0)
@@ -384,6 +425,7 @@ class EngineClient:
                 return
             conn, self._process, self._conn, self._pid = self._conn, None, None, None
             self._loaded_model = None  # the models died with the process
+            self._loaded_models, self._load_count = [], 0
             if self._closed:
                 self._state = "stopped"
         if conn is not None:

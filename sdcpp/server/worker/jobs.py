@@ -112,6 +112,15 @@ def cache_key(context: Mapping[str, Any]) -> str:
     return json.dumps(resolved, sort_keys=True, default=str)
 
 
+def context_bytes(context: Mapping[str, Any]) -> int:
+    """The model cache's size estimate of a context: the bytes of the files it loads."""
+    total = 0
+    for key in FILE_KEYS & set(context):
+        if isinstance(context[key], str) and os.path.isfile(context[key]):
+            total += os.path.getsize(context[key])
+    return total
+
+
 def check_files(context: Mapping[str, Any]) -> None:
     """ModelLoadError for a missing or damaged model file, before anything is unloaded."""
     for key in sorted(FILE_KEYS & set(context)):

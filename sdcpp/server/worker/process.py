@@ -38,6 +38,7 @@ from ...registry import ModelRegistry
 from ...stable_diffusion import Progress, StableDiffusion
 from ...upscaler import Upscaler
 from . import jobs, protocol, video
+from .model_cache import ModelCache
 from .reporting import ForwardHandler, Reporter
 from .slots import ModelSlot
 
@@ -56,7 +57,9 @@ ORPHAN_GRACE = 5.0  # seconds a job may run on after the server went away
 
 def worker_main(conn: Connection, settings: dict[str, Any]) -> None:
     """Entry point of the worker process. ``settings``: ``env`` (variables to set first),
-    ``n_threads`` and other StableDiffusion keywords used when a job leaves them out."""
+    ``nice``, the model cache's ``max_loaded_models``, ``model_memory_mb`` and ``keep_alive``
+    (seconds), and ``n_threads`` and other StableDiffusion keywords used when a job leaves
+    them out."""
     settings = dict(settings)
     for key, value in (settings.pop("env", None) or {}).items():
         os.environ[str(key)] = str(value)
@@ -81,6 +84,12 @@ class _Job:
 
 class Worker:
     def __init__(self, conn: Connection, settings: dict[str, Any]) -> None:
+        settings = dict(settings)
+        self._models: ModelCache[StableDiffusion] = ModelCache(
+            max_models=int(settings.pop("max_loaded_models", None) or 1),
+            budget_bytes=int(float(settings.pop("model_memory_mb", None) or 0) * 2**20),
+            keep_alive=float(settings.pop("keep_alive", None) or 0),
+        )
         self._conn = conn
         self._defaults = {k: v for k, v in settings.items() if k != "env"}
         self._send_lock = threading.Lock()  # progress, logs and results come from any thread
@@ -91,10 +100,9 @@ class Worker:
         self._early_cancels: set[str] = set()
         self._runs: queue.Queue[Queued | None] = queue.Queue()
         self._stopping = threading.Event()
-        self._models: ModelSlot[StableDiffusion] = ModelSlot()
         self._upscalers: ModelSlot[Upscaler] = ModelSlot()
         self._registries: dict[str, ModelRegistry] = {}  # video jobs plan from models dirs
-        self._reported_model: str | None = None  # what the server was last told is loaded
+        self._reported: tuple[list[str], int] = ([], 0)  # what the server was last told
 
     # -- plumbing -------------------------------------------------------------------------
     def send(self, message: protocol.Message) -> None:
@@ -111,7 +119,7 @@ class Worker:
         threading.Thread(target=self._receive, name="sdcpp-worker-receiver", daemon=True).start()
         self.send(protocol.Ready(pid=os.getpid()))
         try:
-            while (item := self._runs.get()) is not None:
+            while (item := self._next()) is not None:
                 if isinstance(item, protocol.Run):
                     if self._stopping.is_set():
                         self.send(protocol.Cancelled(job_id=item.job_id))
@@ -124,6 +132,15 @@ class Worker:
             self._upscalers.clear()
             root.removeHandler(handler)
             self._conn.close()
+
+    def _next(self) -> Queued | None:
+        """The next queued request; while waiting, models idle past keep_alive are closed."""
+        while True:
+            try:
+                return self._runs.get(timeout=self._models.seconds_to_next_expiry())
+            except queue.Empty:
+                self._models.evict_idle()
+                self._report_model()
 
     def _receive(self) -> None:
         while True:
@@ -199,13 +216,16 @@ class Worker:
 
     def _manage(self, message: protocol.Load | protocol.Unload) -> None:
         """An explicit load or unload, between jobs. A load checks the files before closing the
-        loaded model (``ModelSlot.get``), so a bad one leaves the current model usable."""
+        loaded model (``ModelCache.get``), so a bad one leaves the loaded models usable."""
         final: protocol.Message
         try:
             if self._stopping.is_set():
                 raise RuntimeError("the worker is stopping")
             if isinstance(message, protocol.Unload):
-                self._models.clear()
+                if message.model is None:
+                    self._models.clear()
+                else:
+                    self._models.remove(message.model)
                 final = protocol.Unloaded(job_id=message.job_id)
             else:
                 context = jobs.parse_load(message.params, self._defaults)
@@ -215,6 +235,7 @@ class Worker:
                     lambda: StableDiffusion(**context),
                     lambda: jobs.check_files(context),
                     label=jobs.model_label(context),
+                    size=jobs.context_bytes(context),
                 )
                 load_time = time.perf_counter() - started if loaded else 0.0
                 label = jobs.model_label(context) or ""
@@ -226,9 +247,11 @@ class Worker:
 
     def _report_model(self) -> None:
         # Sent only on change; a failed load that got past the checks has cleared the slot too.
-        if self._models.label != self._reported_model:
-            self._reported_model = self._models.label
-            self.send(protocol.ModelState(loaded=self._reported_model))
+        state = (self._models.labels, self._models.loads)
+        if state != self._reported:
+            self._reported = state
+            labels, loads = state
+            self.send(protocol.ModelState(loaded=self._models.label, models=labels, loads=loads))
 
     def _image(self, job: _Job) -> protocol.Message:
         run = job.run
@@ -248,6 +271,7 @@ class Worker:
             load,
             lambda: jobs.check_files(spec.context),
             label=jobs.model_label(spec.context),
+            size=jobs.context_bytes(spec.context),
         )
         load_time = time.perf_counter() - load_started if loaded else 0.0
         _test_hooks(spec.prompt)
@@ -298,6 +322,7 @@ class Worker:
             load,
             lambda: jobs.check_files(spec.context),
             label=jobs.model_label(spec.context),
+            size=jobs.context_bytes(spec.context),
         )
         load_time = time.perf_counter() - load_started if loaded else 0.0
         _test_hooks(spec.prompt)

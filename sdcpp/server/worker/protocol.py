@@ -10,7 +10,7 @@ server -> worker::
     run       {job_id, kind, params, output_dir}   one job; the worker runs one at a time
     cancel    {job_id}                             stop that job if it is the running one
     load      {job_id, params}                     load a model (params: a job's context part)
-    unload    {job_id}                             close the loaded model
+    unload    {job_id, model?}                     close that loaded model (path), or all
     shutdown  {}                                   finish (cancelling the running job), exit
 
 worker -> server::
@@ -24,7 +24,9 @@ worker -> server::
     cancelled {job_id, forced}                     final
     loaded    {job_id, model, load_time}           final for load: ``model`` is now loaded
     unloaded  {job_id}                             final for unload
-    model     {loaded}                             the loaded model changed (path or None)
+    model     {loaded, models, loads}              the loaded models changed: the most recent
+                                                   (path or None), all of them (most recent
+                                                   first), contexts created since start
 
 ``load`` and ``unload`` are queued with the runs and answered in order, so they never overlap a
 generation; their ``job_id`` is a request id chosen by the client, and ``failed`` ends them too.
@@ -37,7 +39,7 @@ synthesized by the client (never sent by the worker)::
 from __future__ import annotations
 
 import signal
-from dataclasses import MISSING, Field, dataclass, fields
+from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any, ClassVar, Literal, TypedDict
 
 __all__ = [
@@ -131,6 +133,7 @@ class Load(Message):
 class Unload(Message):
     TYPE: ClassVar[str] = "unload"
     job_id: str
+    model: str | None = None  # the model file to close; None closes every loaded model
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +214,9 @@ class Unloaded(Message):
 @dataclass(frozen=True, slots=True)
 class ModelState(Message):
     TYPE: ClassVar[str] = "model"
-    loaded: str | None  # the main model file of the loaded context, None when none is
+    loaded: str | None  # the main model file of the most recent context, None when none is
+    models: list[str] = field(default_factory=list)  # every loaded one, most recent first
+    loads: int = 0  # contexts the worker created since it started (cache hits don't count)
 
 
 @dataclass(frozen=True, slots=True)

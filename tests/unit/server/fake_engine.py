@@ -61,8 +61,9 @@ class FakeEngine:
         self.loaded_model = params["model"]
         return {"type": "loaded", "job_id": "load", "model": params["model"], "load_time": 0.01}
 
-    def unload(self) -> dict[str, Any]:
-        self.loaded_model = None
+    def unload(self, model: str | None = None) -> dict[str, Any]:
+        if model is None or model == self.loaded_model:
+            self.loaded_model = None
         return {"type": "unloaded", "job_id": "unload"}
 
     def run(
