@@ -17,12 +17,15 @@ from starlette.middleware.cors import CORSMiddleware
 
 from ..errors import InvalidArgument, SdcppError
 from ..registry import ModelRegistry
+from .auth import AuthMiddleware, AuthService, guard_routes
+from .auth.permissions import access_of
 from .errors import ApiError, error_response
 from .events import EventBus
 from .generation import GenerationService
 from .jobs import JobService
 from .middleware import BodyLimitMiddleware, RequestIdMiddleware
 from .openapi import build_openapi
+from .routers import auth as auth_api
 from .routers import images, models, native, system
 from .settings import Settings
 from .store import JobStore
@@ -69,6 +72,7 @@ def create_app(
         state.settings, state.started = settings, time.time()
         state.build_time = datetime.now(UTC).isoformat(timespec="seconds")
         state.events = EventBus()
+        state.auth = AuthService(settings)
         state.store = JobStore(settings.database_path)
         state.registry = ModelRegistry(settings.models_path, data_dir=settings.data_dir)
         state.registry.ensure_layout()
@@ -85,9 +89,13 @@ def create_app(
             settings, state.store, state.engine, state.events, {"convert": state.converter}
         )
         state.generation = GenerationService(settings, state.registry, state.jobs)
+        if state.auth.enabled:  # job JSON hands out signed (capability) output URLs
+            state.jobs.output_url = state.auth.output_url
         state.jobs.start()
         state.openapi = build_openapi(
-            app.routes, {**native.BODIES, **images.BODIES, **models.BODIES}
+            app.routes,
+            {**native.BODIES, **images.BODIES, **models.BODIES, **auth_api.BODIES},
+            access=access_of,
         )
         try:
             yield
@@ -95,6 +103,7 @@ def create_app(
             state.jobs.stop()
             state.engine.stop()
             state.store.close()
+            state.auth.close()
 
     middleware = [
         Middleware(RequestIdMiddleware),
@@ -111,12 +120,23 @@ def create_app(
                 allow_credentials=not wildcard,
             )
         )
+    # Innermost: CORS preflights pass untouched and refusals still carry CORS headers.
+    middleware.append(Middleware(AuthMiddleware))
     # Specific types are handled by Starlette's ExceptionMiddleware; `Exception` (the last resort)
     # by ServerErrorMiddleware, which also re-raises for the server log.
     handled = (ApiError, HTTPException, SdcppError, ValidationError, Exception)
     handlers = dict.fromkeys(handled, error_response)
     return Starlette(
-        routes=[*system.routes(), *native.routes(), *images.routes(), *models.routes()],
+        # every route behind its access rule (auth/permissions.py)
+        routes=guard_routes(
+            [
+                *system.routes(),
+                *auth_api.routes(),
+                *native.routes(),
+                *images.routes(),
+                *models.routes(),
+            ]
+        ),
         middleware=middleware,
         exception_handlers=handlers,
         lifespan=lifespan,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
@@ -34,10 +35,20 @@ ERROR_SCHEMA = {
 }
 
 
+# how a caller proves who it is (auth/service.py); which operations need it: ``security`` per op
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "JWT or API key"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+}
+
+
 def build_openapi(
     routes: list[BaseRoute],
     bodies: dict[tuple[str, str], type[BaseModel]],
+    access: Callable[[str, str], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """``access(route_path, method)`` gives each operation's extra fields (who may call it)."""
+    extra = access or (lambda path, method: {})
     paths: dict[str, dict[str, Any]] = {}
     schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
     for route in routes:
@@ -45,6 +56,7 @@ def build_openapi(
             paths.setdefault(route.path, {})["get"] = {
                 "summary": "WebSocket: job_update, queue_update and system_update messages",
                 "responses": {"101": {"description": "Switching Protocols"}},
+                **extra(route.path, "GET"),
             }
             continue
         if not isinstance(route, Route):
@@ -70,6 +82,7 @@ def build_openapi(
                     },
                 },
             }
+            op.update(extra(route.path, method))
             model = bodies.get((method, route.path))
             if model is not None:
                 schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -92,7 +105,7 @@ def build_openapi(
             "description": "stable-diffusion.cpp REST server (native dialect)",
         },
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": {"schemas": schemas, "securitySchemes": SECURITY_SCHEMES},
     }
 
 

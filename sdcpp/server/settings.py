@@ -50,6 +50,18 @@ class Settings:
     allow_image_download: bool = False
     download_max_mb: int = 20
     download_timeout: float = 10.0  # seconds for the whole download, redirects included
+    # authentication (sdcpp/server/auth): comma-separated methods, see auth/service.py
+    auth: tuple[str, ...] = ("none",)
+    uds: Path | None = None  # also listen on this unix socket (peer uid = identity)
+    pam_service: str = "sdcpp"  # /etc/pam.d/<name>
+    admin_group: str = "sdcpp-admin"  # PAM and unix users in this group are admins
+    token_lifetime: int = 8 * 3600  # seconds a JWT lives; refresh before it ends
+    token_leeway: int = 10  # clock skew tolerated on exp/iat/nbf
+    output_url_ttl: int = 24 * 3600  # signed output URLs stay valid at least this long
+    login_max_failures: int = 5  # failed logins per user name within login_window ...
+    login_max_failures_ip: int = 20  # ... or per client address ...
+    login_window: float = 900.0
+    login_lockout: float = 900.0  # ... lock that name or address out this long (429)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -107,6 +119,35 @@ class Settings:
             raise InvalidArgument("model_memory_mb and keep_alive cannot be negative")
         if self.threads is not None and self.threads < 1:
             raise InvalidArgument("threads must be at least 1")
+        auth_methods(self.auth)
+        if self.token_lifetime < 60 or self.output_url_ttl < 60:
+            raise InvalidArgument("token_lifetime and output_url_ttl must be at least 60 s")
+        if self.login_max_failures < 1 or self.login_max_failures_ip < 1:
+            raise InvalidArgument("login_max_failures(_ip) must be at least 1")
+
+    @property
+    def auth_methods(self) -> tuple[str, ...]:
+        return auth_methods(self.auth)
+
+
+AUTH_METHODS = ("none", "optional", "jwt", "api-key", "pam", "unix")
+
+
+def auth_methods(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The ``auth`` setting as a checked tuple; ``optional`` alone means ``jwt,api-key``
+    with guests (see auth/service.py)."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    methods = tuple(dict.fromkeys(x.strip().lower() for x in items if x.strip()))
+    unknown = [m for m in methods if m not in AUTH_METHODS]
+    if unknown:
+        raise InvalidArgument(f"unknown auth method {unknown[0]!r}; use {', '.join(AUTH_METHODS)}")
+    if not methods:
+        return ("none",)
+    if "none" in methods and len(methods) > 1:
+        raise InvalidArgument("auth 'none' cannot be combined with other methods")
+    if methods == ("optional",):
+        return ("optional", "jwt", "api-key")
+    return methods
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -124,8 +165,10 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 
 def _convert(name: str, raw: Any, default: Any) -> Any:
-    if name in ("data_dir", "models_dir", "output_dir"):
+    if name in ("data_dir", "models_dir", "output_dir", "uds"):
         return Path(raw).expanduser()
+    if name == "auth":
+        return auth_methods(raw)
     if name == "keep_alive":
         return _seconds(name, raw)
     if name == "cors_origins":

@@ -18,6 +18,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from ... import __version__
 from ...options import SampleMethod, Scheduler
 from .. import model_info
+from ..auth.identity import identity_of
 from ..errors import ApiError
 from ..imaging import thumbnail
 from ..schemas.native import (
@@ -48,10 +49,15 @@ async def body(request: Request, model: type[BaseModel]) -> Any:
 
 
 def job_or_404(request: Request, job_id: str) -> Any:
+    """The job, if the caller may see it: another user's job is as absent as a missing one."""
     job = request.app.state.jobs.store.get(job_id)
-    if job is None:
+    if job is None or not identity_of(request.scope).may_see(job.owner):
         raise ApiError(404, "JOB_NOT_FOUND", f"job not found: {job_id}")
     return job
+
+
+def _owner(request: Request) -> str | None:
+    return identity_of(request.scope).job_owner
 
 
 # -- generation ---------------------------------------------------------------------------
@@ -74,20 +80,22 @@ async def generate(request: Request) -> JSONResponse:
         raise ApiError(404, "NOT_FOUND", f"no generator {name!r}")
     kind, model = GENERATE_KINDS[name]
     req = await body(request, model)
-    job = await run_in_threadpool(request.app.state.generation.submit, kind, req, None)
+    job = await run_in_threadpool(request.app.state.generation.submit, kind, req, _owner(request))
     return _queued(job)
 
 
 async def upscale(request: Request) -> JSONResponse:
     req = await body(request, UpscaleRequest)
-    job = await run_in_threadpool(request.app.state.generation.submit_upscale, req, None)
+    job = await run_in_threadpool(request.app.state.generation.submit_upscale, req, _owner(request))
     return _queued(job)
 
 
 async def generate_sync(request: Request) -> JSONResponse:
     """Seed 002's /api/v1/generate: queue like any job (no jumping), wait for the result."""
     req = await body(request, Text2ImgRequest)
-    job = await run_in_threadpool(request.app.state.generation.submit, "txt2img", req, None)
+    job = await run_in_threadpool(
+        request.app.state.generation.submit, "txt2img", req, _owner(request)
+    )
     while (current := request.app.state.jobs.store.get(job.id)).status not in (
         "completed",
         "failed",
@@ -143,10 +151,12 @@ async def queue_status(request: Request) -> JSONResponse:
     a millisecond, less than the hop to a worker thread costs, and polled endpoints like this
     one are what clients hit hardest while a job generates."""
     jobs = request.app.state.jobs
+    identity = identity_of(request.scope)
+    owner = None if identity.is_admin else identity.user_id  # users list their own jobs
 
     def build() -> dict[str, Any]:
         counts = jobs.store.counts()
-        listed = jobs.store.list(limit=int(request.query_params.get("limit", 100)))
+        listed = jobs.store.list(limit=int(request.query_params.get("limit", 100)), owner=owner)
         return {
             "queue": {
                 "size": counts.get("queued", 0),
@@ -189,7 +199,9 @@ async def queue_cancel(request: Request) -> JSONResponse:
 
 
 async def queue_clear(request: Request) -> JSONResponse:
-    count = await run_in_threadpool(request.app.state.jobs.clear)
+    identity = identity_of(request.scope)
+    owner = None if identity.is_admin else identity.user_id  # users clear their own jobs
+    count = await run_in_threadpool(request.app.state.jobs.clear, owner)
     return JSONResponse(
         {"status": "success", "message": "Queue cleared successfully", "cleared": count}
     )
@@ -203,9 +215,23 @@ async def job_preview(request: Request) -> Response:
     return Response(live.preview, media_type="image/png")
 
 
+def _output_job(request: Request, job_id: str, name: str) -> Any:
+    """Outputs are public (seed 004) but, with auth on, only through the owner's (or an
+    admin's) credentials or a signed capability URL from the job's JSON."""
+    job = request.app.state.jobs.store.get(job_id)
+    if job is not None and not identity_of(request.scope).may_see(job.owner):
+        signer = request.app.state.auth.signer
+        q = request.query_params
+        if signer is None or not signer.verify(job_id, name, q.get("exp"), q.get("sig")):
+            job = None
+    if job is None:
+        raise ApiError(404, "JOB_NOT_FOUND", f"job not found: {job_id}")
+    return job
+
+
 async def job_output(request: Request) -> Response:
-    job = job_or_404(request, request.path_params["job_id"])
     name = request.path_params["filename"]
+    job = _output_job(request, request.path_params["job_id"], name)
     if name not in job.outputs:  # only names the job produced: no path tricks possible
         raise ApiError(404, "NOT_FOUND", f"no output {name!r} for job {job.id}")
     path = request.app.state.jobs.output_dir(job.id) / name
@@ -302,14 +328,24 @@ async def validate(request: Request) -> JSONResponse:
 
 
 # -- live events --------------------------------------------------------------------------
+def _visible(identity: Any, event: dict[str, Any]) -> bool:
+    """Job events reach the job's owner and admins; queue and system events reach everyone."""
+    return "owner" not in event or identity.may_see(event["owner"])
+
+
 async def events_sse(request: Request) -> EventSourceResponse:
     job_filter = request.path_params.get("job_id")
+    if job_filter and request.app.state.auth.enabled:
+        job_or_404(request, job_filter)
+    identity = identity_of(request.scope)
 
     async def stream() -> Any:
         async with request.app.state.events.subscribe() as queue:
             while True:
                 event = await queue.get()
                 if job_filter and event["data"].get("job_id") != job_filter:
+                    continue
+                if not _visible(identity, event):
                     continue
                 yield {"event": event["type"], "data": json.dumps(event["data"])}
 
@@ -322,10 +358,13 @@ async def events_ws(websocket: WebSocket) -> None:
     await websocket.send_json(
         {"type": "system_update", "data": {"status": "connected", "version": __version__}}
     )
+    identity = identity_of(websocket.scope)
     try:
         async with state.events.subscribe() as queue:
             while True:
-                await websocket.send_json(await queue.get())
+                event = await queue.get()
+                if _visible(identity, event):
+                    await websocket.send_json({"type": event["type"], "data": event["data"]})
     except (WebSocketDisconnect, RuntimeError):
         return
 

@@ -1,0 +1,207 @@
+"""Who may call what: every route's access level, declared in this one table.
+
+    public  anyone, whatever ``--auth`` says (seed 004 "Public Endpoints")
+    guest   anyone under ``--auth optional``, otherwise a signed-in user
+    user    a signed-in user
+    admin   an admin
+
+``owned`` marks routes that act on one job (or key): the router answers 404 — not 403 — to
+anyone but its owner and admins, so job ids can't be probed. Output downloads are public *and*
+owned: they need the owner, an admin, or a signed capability URL (``capability.py``).
+
+``guard_routes`` wraps each route's ASGI app with the check at ``create_app`` time; a route
+missing from the table is admin-only (fail closed) and logged, and a test insists that no route
+is missing. The checks run after the auth middleware has put the identity in the scope.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .identity import ROLE_RANK, identity_of
+
+logger = logging.getLogger(__name__)
+
+
+class Access(enum.Enum):
+    PUBLIC = "public"
+    GUEST = "guest"
+    USER = "user"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    access: Access
+    owned: bool = False
+
+
+PUBLIC, GUEST, USER, ADMIN = (Rule(a) for a in Access)
+OWNED = Rule(Access.USER, owned=True)
+CAPABILITY = Rule(Access.PUBLIC, owned=True)
+
+# route path (as written in the router) -> rule, or {METHOD: rule} where methods differ
+RULES: dict[str, Rule | dict[str, Rule]] = {
+    # system
+    "/api/health": PUBLIC,
+    "/health": PUBLIC,
+    "/api/status": PUBLIC,
+    "/readyz": PUBLIC,
+    "/api/version": PUBLIC,
+    "/openapi.json": PUBLIC,
+    "/docs": PUBLIC,
+    "/api/config": USER,
+    "/api/system": USER,
+    "/api/system/restart": ADMIN,
+    # auth
+    "/api/auth/login": PUBLIC,
+    "/api/v1/auth/login": PUBLIC,
+    "/api/auth/logout": USER,
+    "/api/v1/auth/logout": USER,
+    "/api/auth/validate": USER,
+    "/api/auth/refresh": USER,
+    "/api/v1/auth/refresh": USER,
+    "/api/auth/me": USER,
+    "/api/v1/auth/profile": USER,
+    "/api/users": ADMIN,
+    "/api/users/{username:str}": ADMIN,
+    "/api/keys": USER,  # users manage their own keys; admins anyone's
+    "/api/keys/{key_id:str}": OWNED,
+    # generation and jobs
+    "/api/generate/upscale": USER,
+    "/api/generate/text2img": USER,
+    "/api/generate/img2img": USER,
+    "/api/generate/inpainting": USER,
+    "/api/generate/controlnet": USER,
+    "/api/generate/video": USER,
+    "/api/generate/{kind:str}": USER,
+    "/api/v1/generate": USER,
+    "/api/v1/generate/{job_id:str}": OWNED,
+    "/api/queue/status": USER,  # lists the caller's own jobs (admins: all)
+    "/api/queue/job/{job_id:str}": OWNED,
+    "/api/queue/job/{job_id:str}/preview": OWNED,
+    "/api/queue/job/{job_id:str}/output/{filename:str}": CAPABILITY,
+    "/api/v1/jobs/{job_id:str}/output/{filename:str}": CAPABILITY,
+    "/api/queue/cancel": OWNED,  # the job id is in the body
+    "/api/queue/clear": USER,  # clears the caller's own queued jobs (admins: all)
+    "/api/events": USER,  # the caller's own job events (admins: all)
+    "/api/events/{job_id:str}": OWNED,
+    "/ws": USER,
+    # models: reading is for users, changing is for admins
+    "/api/models": GUEST,
+    "/api/v1/models": GUEST,
+    "/api/models/types": GUEST,
+    "/api/models/refresh": ADMIN,
+    "/api/models/directories": USER,
+    "/api/models/stats": USER,
+    "/api/models/hash": ADMIN,
+    "/api/models/validate": USER,
+    "/api/models/batch": ADMIN,
+    "/api/models/convert": ADMIN,
+    "/api/models/upload": ADMIN,
+    "/api/models/{model_id:str}/load": ADMIN,
+    "/api/models/{model_id:str}/unload": ADMIN,
+    "/api/models/{model_id:str}": USER,
+    # utilities
+    "/api/samplers": GUEST,
+    "/api/schedulers": GUEST,
+    "/api/parameters": GUEST,
+    "/api/validate": PUBLIC,
+    "/api/estimate": USER,
+    "/api/image/resize": USER,
+    "/api/image/crop": USER,
+    # Seed 004 lists this one as public; it makes the server fetch any URL for the caller, so
+    # here it is for signed-in users only (and off unless enabled).
+    "/api/image/download": USER,
+}
+_UNDECLARED = Rule(Access.ADMIN)
+
+
+def _route_path(route: BaseRoute) -> str | None:
+    if isinstance(route, Route | WebSocketRoute | Mount):
+        return route.path
+    return None
+
+
+def rule_for(path: str, method: str = "GET") -> Rule | None:
+    """The declared rule of a route path (as written in its router), or None."""
+    rule = RULES.get(path)
+    if isinstance(rule, dict):
+        return rule.get(method.upper()) or rule.get("GET")
+    return rule
+
+
+def access_of(path: str, method: str) -> dict[str, Any]:
+    """The OpenAPI fields of an operation's rule: ``x-sdcpp-access``, ``x-sdcpp-owned`` and
+    ``security`` (an empty list: no credentials needed)."""
+    rule = rule_for(path, method) or _UNDECLARED
+    fields: dict[str, Any] = {"x-sdcpp-access": rule.access.value, "x-sdcpp-owned": rule.owned}
+    if rule.access is Access.PUBLIC:
+        fields["security"] = []
+    else:
+        fields["security"] = [{"bearer": []}, {"apiKey": []}]
+    return fields
+
+
+def allowed(access: Access, role: str, guests_allowed: bool) -> bool:
+    if access is Access.PUBLIC:
+        return True
+    if access is Access.GUEST:
+        return guests_allowed or ROLE_RANK[role] >= ROLE_RANK["user"]
+    return ROLE_RANK[role] >= ROLE_RANK[access.value]
+
+
+class Guard:
+    """Wraps one route's app: refuses the request unless the identity meets its rule."""
+
+    def __init__(self, app: ASGIApp, route_path: str) -> None:
+        self.app = app
+        self.route_path = route_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from ..errors import ApiError
+
+        method = scope.get("method", "GET")
+        rule = rule_for(self.route_path, method) or _UNDECLARED
+        identity = identity_of(scope)
+        auth = getattr(scope["app"].state, "auth", None)
+        guests_allowed = bool(auth is not None and auth.guests_allowed)
+        if not allowed(rule.access, identity.role, guests_allowed):
+            error = scope.get("auth_error")
+            if error is not None:
+                raise_or_close = ApiError(401, "INVALID_CREDENTIALS", error, _CHALLENGE)
+            elif not identity.is_authenticated:
+                raise_or_close = ApiError(
+                    401, "AUTH_REQUIRED", "authentication is required", _CHALLENGE
+                )
+            else:
+                raise_or_close = ApiError(
+                    403, "INSUFFICIENT_PERMISSIONS", f"this needs the {rule.access.value} role"
+                )
+            if scope["type"] == "websocket":
+                # close before accept: the server answers the handshake with 403
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            raise raise_or_close
+        await self.app(scope, receive, send)
+
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="sdcpp"'}
+
+
+def guard_routes(routes: list[BaseRoute]) -> list[BaseRoute]:
+    """Put a ``Guard`` in front of every route (in place; returns the same list)."""
+    for route in routes:
+        path = _route_path(route)
+        if path is None:
+            continue
+        if path not in RULES:
+            logger.warning("route %s declares no access rule: admins only", path)
+        route.app = Guard(route.app, path)  # type: ignore[attr-defined]
+    return routes

@@ -1,0 +1,241 @@
+"""The auth service: which methods are on, who a request is, logins, tokens and keys.
+
+Methods (``--auth``, comma-separated):
+
+    none      no authentication: every request is an anonymous admin (the default, on loopback)
+    optional  requests without credentials are guests; alone it means ``jwt,api-key,optional``
+    jwt       logins against local users (``sdcpp users add``), answered with a JWT
+    api-key   ``X-API-Key: <key>`` or ``Authorization: Bearer <key>``
+    pam       logins checked by PAM (``--pam-service``), answered with a JWT
+    unix      the peer's uid on the ``--uds`` socket; ``X-Unix-User`` only narrows it
+
+Any method but ``none`` accepts this server's JWTs (the login of ``jwt``, ``pam`` or ``unix``
+issues them). Exactly one credential counts per request: ``Authorization``, else ``X-API-Key``,
+else the socket peer. Credentials in the query string are never read.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from ..settings import Settings
+from . import apikeys
+from .capability import OutputSigner
+from .identity import GUEST, NO_AUTH, Identity
+from .limiter import FailureLimiter
+from .pam_backend import PamBackend, groups_of
+from .passwords import verify_password
+from .secret import derive_key, load_or_create_secret
+from .store import USERNAME, AuthStore, User
+from .tokens import InvalidToken, TokenIssuer, looks_like_jwt
+from .unix import SCOPE_KEY, PeerCredentials
+
+logger = logging.getLogger(__name__)
+
+# last_used_at is written at most this often per key: a busy client must not turn every request
+# into a database write
+TOUCH_INTERVAL = 60.0
+
+
+class AuthFailure(Exception):
+    """Credentials were offered and are not valid (401 INVALID_CREDENTIALS)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    identity: Identity | None  # None: no credentials at all
+    error: str | None = None  # why offered credentials were refused
+
+
+class AuthService:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.methods = settings.auth_methods
+        self.enabled = self.methods != ("none",)
+        self.store: AuthStore | None = None
+        self.tokens: TokenIssuer | None = None
+        self.signer: OutputSigner | None = None
+        self.pam: PamBackend | None = None
+        self.limiter_user = FailureLimiter(
+            settings.login_max_failures, settings.login_window, settings.login_lockout
+        )
+        self.limiter_ip = FailureLimiter(
+            settings.login_max_failures_ip, settings.login_window, settings.login_lockout
+        )
+        self._touched: dict[str, float] = {}
+        if not self.enabled:
+            return  # mode none writes nothing: no secret, no tables
+        self.store = AuthStore(settings.database_path)
+        secret = load_or_create_secret(settings.data_dir)
+        self.tokens = TokenIssuer(
+            derive_key(secret, "jwt"), settings.token_lifetime, leeway=settings.token_leeway
+        )
+        self.signer = OutputSigner(derive_key(secret, "output url"), settings.output_url_ttl)
+        if "pam" in self.methods:
+            self.pam = PamBackend(settings.pam_service, settings.admin_group)
+
+    def close(self) -> None:
+        if self.pam is not None:
+            self.pam.close()
+        if self.store is not None:
+            self.store.close()
+
+    @property
+    def guests_allowed(self) -> bool:
+        return "optional" in self.methods
+
+    # -- who is asking -----------------------------------------------------------------------
+    def resolve(self, scope: dict[str, Any]) -> Resolved:
+        """The identity behind a request's credentials. Synchronous: a few indexed reads."""
+        if not self.enabled:
+            return Resolved(NO_AUTH)
+        headers = dict(scope.get("headers") or [])
+        authorization = headers.get(b"authorization", b"").decode("latin-1").strip()
+        api_key = headers.get(b"x-api-key", b"").decode("latin-1").strip()
+        try:
+            if authorization:
+                scheme, _, value = authorization.partition(" ")
+                value = value.strip()
+                if scheme.lower() != "bearer" or not value:
+                    raise AuthFailure("use 'Authorization: Bearer <token or API key>'")
+                if looks_like_jwt(value):
+                    return Resolved(self._from_token(value))
+                return Resolved(self._from_key(value))
+            if api_key:
+                return Resolved(self._from_key(api_key))
+            creds = scope.get(SCOPE_KEY)
+            if isinstance(creds, PeerCredentials) and "unix" in self.methods:
+                claimed = headers.get(b"x-unix-user", b"").decode("latin-1").strip()
+                return Resolved(self._from_peer(creds, claimed))
+        except AuthFailure as exc:
+            return Resolved(None, str(exc))
+        return Resolved(GUEST if self.guests_allowed else None)
+
+    def _active_user(self, user: User | None) -> User:
+        if user is None or not user.active:
+            raise AuthFailure("this account does not exist or is disabled")
+        return user
+
+    def _from_token(self, token: str) -> Identity:
+        assert self.tokens is not None and self.store is not None
+        try:
+            claims = self.tokens.decode(token)
+        except InvalidToken as exc:
+            raise AuthFailure(str(exc)) from None
+        if self.store.is_revoked(claims.jti):
+            raise AuthFailure("the token has been revoked")
+        user = self._active_user(self.store.user_by_id(claims.sub))
+        if claims.iat < user.tokens_after:
+            raise AuthFailure("the token was issued before a password change")
+        return Identity(user.id, user.username, user.role, "jwt", claims.jti, claims.exp)
+
+    def _from_key(self, key: str) -> Identity:
+        assert self.store is not None
+        if "api-key" not in self.methods:
+            raise AuthFailure("API keys are not enabled on this server")
+        prefix = apikeys.prefix_of(key)
+        record = self.store.key_by_prefix(prefix) if prefix else None
+        if record is None or not apikeys.matches(key, record.digest):
+            raise AuthFailure("invalid API key")
+        if record.revoked_at is not None:
+            raise AuthFailure("this API key has been revoked")
+        user = self._active_user(self.store.user_by_id(record.user_id))
+        self._touch(record.id)
+        return Identity(user.id, user.username, user.role, "api-key")
+
+    def _touch(self, key_id: str) -> None:
+        assert self.store is not None
+        now = time.monotonic()
+        if now - self._touched.get(key_id, -TOUCH_INTERVAL) >= TOUCH_INTERVAL:
+            self._touched[key_id] = now
+            self.store.touch_key(key_id)
+
+    def _from_peer(self, creds: PeerCredentials, claimed: str) -> Identity:
+        assert self.store is not None
+        name = creds.username
+        if name is None:
+            raise AuthFailure(f"uid {creds.uid} has no user name on this system")
+        if claimed and claimed != name:
+            if creds.uid != 0:  # only root (a trusted proxy) may speak for another user
+                raise AuthFailure("X-Unix-User names another user than the connecting one")
+            name = claimed
+        user = self._active_user(self.unix_user(name, is_root=creds.uid == 0 and name == "root"))
+        return Identity(user.id, user.username, user.role, "unix")
+
+    def unix_user(self, name: str, *, is_root: bool = False) -> User:
+        """The users row of a system account, made on first sight; admins by group or root."""
+        assert self.store is not None
+        if not USERNAME.fullmatch(name):
+            raise AuthFailure("this user name is not accepted")
+        admin = is_root or self.settings.admin_group in groups_of(name)
+        user = self.store.ensure_user(name, role="admin" if admin else "user", source="unix")
+        if admin and user.role != "admin" and user.active:
+            user = self.store.set_role(name, "admin")
+        return user
+
+    # -- logins ------------------------------------------------------------------------------
+    async def login(self, username: str, password: str, client_ip: str) -> User:
+        """Check a password (local users first, then PAM). Raises ``AuthFailure`` or
+        ``Locked``; failures count towards the lockout of the name and the address."""
+        user_key, ip_key = f"user:{username}", f"ip:{client_ip}"
+        wait = max(self.limiter_user.retry_after(user_key), self.limiter_ip.retry_after(ip_key))
+        if wait:
+            raise Locked(wait)
+        user = await self._check_password(username, password)
+        if user is None:
+            self.limiter_user.fail(user_key)
+            self.limiter_ip.fail(ip_key)
+            raise AuthFailure("invalid username or password")
+        self.limiter_user.succeed(user_key)
+        return user
+
+    async def _check_password(self, username: str, password: str) -> User | None:
+        assert self.store is not None
+        if not USERNAME.fullmatch(username) or not password:
+            return None
+        local = self.store.user_by_name(username)
+        local_logins = "jwt" in self.methods
+        if local is not None and local.password_hash is not None and local_logins:
+            ok = await run_in_threadpool(verify_password, local.password_hash, password)
+            return local if ok and local.active else None
+        if self.pam is not None:
+            if not await self.pam.authenticate(username, password):
+                return None
+            user = self.store.ensure_user(
+                username, role="admin" if self.pam.is_admin(username) else "user", source="pam"
+            )
+            if self.pam.is_admin(username) and user.role != "admin" and user.active:
+                user = self.store.set_role(username, "admin")
+            return user if user.active else None
+        # no such local user: spend the time of a real check anyway (no user enumeration)
+        await run_in_threadpool(verify_password, None, password)
+        return None
+
+    def issue_token(self, user: User) -> tuple[str, int]:
+        assert self.tokens is not None
+        token, claims = self.tokens.issue(user.id, user.username)
+        return token, claims.exp
+
+    def revoke(self, identity: Identity) -> None:
+        assert self.store is not None
+        if identity.token_id is not None and identity.token_exp is not None:
+            self.store.revoke_token(
+                identity.token_id, identity.token_exp + self.settings.token_leeway
+            )
+
+    # -- output URLs -------------------------------------------------------------------------
+    def output_url(self, job_id: str, name: str) -> str:
+        if self.signer is None:
+            return f"/api/queue/job/{job_id}/output/{name}"
+        return self.signer.url(job_id, name)
+
+
+class Locked(Exception):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed logins; try again in {retry_after} s")
+        self.retry_after = retry_after

@@ -1,0 +1,272 @@
+"""Auth endpoints (seed 004 "Authentication", seed 002's ``/api/v1/auth`` aliases), and the
+admin endpoints for users and API keys: HTTP only — parse, call the auth service, format.
+
+Access levels are declared in ``auth/permissions.py`` like every other route's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from ..auth import accounts
+from ..auth.identity import Identity, identity_of
+from ..auth.pam_backend import PamBusy
+from ..auth.passwords import check_password
+from ..auth.service import AuthFailure, AuthService, Locked
+from ..auth.store import AuthStore, UnknownUser, UserExists
+from ..errors import ApiError
+from ..schemas.auth import KeyCreate, LoginRequest, UserCreate, UserUpdate
+from .native import body
+
+# Argon2 takes 64 MiB and tens of ms per hash: at most this many at once, off the shared pool.
+HASH_CONCURRENCY = 2
+
+
+def _service(request: Request) -> AuthService:
+    return request.app.state.auth  # type: ignore[no-any-return]
+
+
+def _store(request: Request) -> AuthStore:
+    store = _service(request).store
+    if store is None:
+        raise ApiError(
+            400, "AUTH_NOT_ENABLED", "this server runs with --auth none: there are no accounts"
+        )
+    return store
+
+
+async def _hashing(request: Request, fn: Any, *args: Any) -> Any:
+    state = request.app.state
+    limiter = getattr(state, "password_limiter", None)
+    if limiter is None:  # made on first use, inside the event loop
+        limiter = state.password_limiter = anyio.CapacityLimiter(HASH_CONCURRENCY)
+    return await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
+
+
+# -- sessions -------------------------------------------------------------------------------
+def _token_answer(auth: AuthService, user_id: str, message: str) -> dict[str, Any]:
+    assert auth.store is not None
+    user = auth.store.user_by_id(user_id)
+    assert user is not None
+    token, exp = auth.issue_token(user)
+    identity = Identity(user.id, user.username, user.role, "jwt")
+    return {
+        "token": token,
+        "token_type": "Bearer",
+        "expires_at": exp,
+        "expires_in": auth.settings.token_lifetime,
+        "user": identity.public(),
+        "message": message,
+    }
+
+
+async def login(request: Request) -> JSONResponse:
+    """Sign in with a user name and password; answers a JWT."""
+    auth = _service(request)
+    if not auth.enabled:
+        raise ApiError(400, "AUTH_NOT_ENABLED", "this server runs with --auth none: no login")
+    req = await body(request, LoginRequest)
+    current = identity_of(request.scope)
+    if req.password is None:
+        # seed 004: no password for a unix login; the socket peer is the proof
+        if current.method != "unix" or req.username not in ("", current.username):
+            raise ApiError(400, "INVALID_PARAMETERS", "username and password are required")
+        assert current.user_id is not None
+        return JSONResponse(_token_answer(auth, current.user_id, "Login successful"))
+    if not {"jwt", "pam"} & set(auth.methods):
+        raise ApiError(400, "AUTH_NOT_ENABLED", "password logins need --auth jwt or pam")
+    client = request.scope.get("client")
+    try:
+        user = await auth.login(req.username, req.password, client[0] if client else "local")
+    except Locked as exc:
+        raise ApiError(
+            429, "RATE_LIMITED", str(exc), headers={"Retry-After": str(exc.retry_after)}
+        ) from None
+    except PamBusy as exc:
+        raise ApiError(503, "SERVICE_UNAVAILABLE", str(exc), {"Retry-After": "2"}) from None
+    except AuthFailure as exc:
+        raise ApiError(401, "INVALID_CREDENTIALS", str(exc)) from None
+    return JSONResponse(_token_answer(auth, user.id, "Login successful"))
+
+
+def _jwt_identity(request: Request, what: str) -> Identity:
+    identity = identity_of(request.scope)
+    if identity.method != "jwt":
+        raise ApiError(
+            400, "INVALID_PARAMETERS", f"{what} applies to tokens from /api/auth/login only"
+        )
+    return identity
+
+
+async def logout(request: Request) -> JSONResponse:
+    """Revoke the token this request carries."""
+    identity = _jwt_identity(request, "logout")
+    await run_in_threadpool(_service(request).revoke, identity)
+    return JSONResponse({"message": "Logout successful"})
+
+
+async def refresh(request: Request) -> JSONResponse:
+    """A new token for the current one, which is revoked (rotation)."""
+    identity = _jwt_identity(request, "refresh")
+    auth = _service(request)
+    assert identity.user_id is not None
+    await run_in_threadpool(auth.revoke, identity)
+    answer = await run_in_threadpool(
+        _token_answer, auth, identity.user_id, "Token refreshed successfully"
+    )
+    return JSONResponse(answer)
+
+
+async def validate_token(request: Request) -> JSONResponse:
+    """Whether the request's credentials are valid, and whose they are."""
+    return JSONResponse({"user": identity_of(request.scope).public(), "valid": True})
+
+
+async def me(request: Request) -> JSONResponse:
+    """The current user and their permissions."""
+    return JSONResponse({"user": identity_of(request.scope).public()})
+
+
+# -- users (admin) --------------------------------------------------------------------------
+def _user_errors(exc: Exception) -> ApiError:
+    if isinstance(exc, UserExists):
+        return ApiError(409, "USER_EXISTS", str(exc))
+    if isinstance(exc, UnknownUser):
+        return ApiError(404, "USER_NOT_FOUND", str(exc))
+    raise exc
+
+
+async def users_list(request: Request) -> JSONResponse:
+    """All accounts (admin)."""
+    store = _store(request)
+    users = await run_in_threadpool(store.users)
+    return JSONResponse({"users": [u.public() for u in users]})
+
+
+async def users_create(request: Request) -> JSONResponse:
+    """Create a local account (admin)."""
+    store = _store(request)
+    req = await body(request, UserCreate)
+    if req.password is not None:
+        check_password(req.password)
+    try:
+        user = await _hashing(
+            request, accounts.add_user, store, req.username, req.role, req.password
+        )
+    except (UserExists, UnknownUser) as exc:
+        raise _user_errors(exc) from None
+    return JSONResponse({"user": user.public()}, status_code=201)
+
+
+async def user_detail(request: Request) -> JSONResponse:
+    """One account (GET), change its role, active flag or password (PATCH), delete it (DELETE)."""
+    store = _store(request)
+    name = request.path_params["username"]
+    me_ = identity_of(request.scope)
+    try:
+        user = await run_in_threadpool(accounts.get_user, store, name)
+        if request.method == "GET":
+            keys = await run_in_threadpool(store.keys, user.id)
+            return JSONResponse({"user": user.public(), "keys": [k.public() for k in keys]})
+        if request.method == "DELETE":
+            if user.id == me_.user_id:
+                raise ApiError(409, "CANNOT_CHANGE_SELF", "admins cannot delete themselves")
+            await run_in_threadpool(store.delete_user, name)
+            return JSONResponse({"message": "User deleted", "username": name})
+        req = await body(request, UserUpdate)
+        if user.id == me_.user_id and (req.role == "user" or req.active is False):
+            raise ApiError(409, "CANNOT_CHANGE_SELF", "admins cannot demote or disable themselves")
+        if req.password is not None:
+            check_password(req.password)
+            user = await _hashing(request, accounts.set_password, store, name, req.password)
+        if req.role is not None:
+            user = await run_in_threadpool(store.set_role, name, req.role)
+        if req.active is not None:
+            user = await run_in_threadpool(store.set_active, name, req.active)
+        return JSONResponse({"user": user.public()})
+    except (UserExists, UnknownUser) as exc:
+        raise _user_errors(exc) from None
+
+
+# -- API keys (own keys; admins: anyone's) ---------------------------------------------------
+async def keys_list(request: Request) -> JSONResponse:
+    """API keys: your own; admins see all (``?user=`` narrows)."""
+    store = _store(request)
+    identity = identity_of(request.scope)
+    user_id = identity.user_id
+    if identity.is_admin:
+        wanted = request.query_params.get("user")
+        user_id = None
+        if wanted:
+            try:
+                user_id = (await run_in_threadpool(accounts.get_user, store, wanted)).id
+            except UnknownUser as exc:
+                raise _user_errors(exc) from None
+    keys = await run_in_threadpool(store.keys, user_id) if user_id or identity.is_admin else []
+    return JSONResponse({"keys": [k.public() for k in keys]})
+
+
+async def keys_create(request: Request) -> JSONResponse:
+    """Create an API key; the key itself is in this answer only."""
+    store = _store(request)
+    req = await body(request, KeyCreate)
+    identity = identity_of(request.scope)
+    owner = req.user or identity.username
+    if owner != identity.username and not identity.is_admin:
+        raise ApiError(403, "INSUFFICIENT_PERMISSIONS", "only admins create keys for others")
+    try:
+        key, record = await run_in_threadpool(accounts.create_key, store, owner, req.name)
+    except UnknownUser as exc:
+        raise _user_errors(exc) from None
+    return JSONResponse(
+        {**record.public(), "key": key, "message": "Store this key now: it is not shown again"},
+        status_code=201,
+    )
+
+
+async def key_revoke(request: Request) -> JSONResponse:
+    """Revoke an API key (yours; admins: anyone's)."""
+    store = _store(request)
+    identity = identity_of(request.scope)
+    record = await run_in_threadpool(store.key_by_id, request.path_params["key_id"])
+    if record is None or not identity.may_see(record.user_id):
+        raise ApiError(404, "KEY_NOT_FOUND", "no such API key")
+    await run_in_threadpool(store.revoke_key, record.id)
+    return JSONResponse({"message": "API key revoked", "id": record.id})
+
+
+# (method, route path) -> request body model, for the OpenAPI document
+BODIES: dict[tuple[str, str], type[BaseModel]] = {
+    ("POST", "/api/auth/login"): LoginRequest,
+    ("POST", "/api/v1/auth/login"): LoginRequest,
+    ("POST", "/api/users"): UserCreate,
+    ("PATCH", "/api/users/{username:str}"): UserUpdate,
+    ("POST", "/api/keys"): KeyCreate,
+}
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/api/auth/login", login, methods=["POST"]),
+        Route("/api/v1/auth/login", login, methods=["POST"], name="login_v1"),
+        Route("/api/auth/logout", logout, methods=["POST"]),
+        Route("/api/v1/auth/logout", logout, methods=["POST"], name="logout_v1"),
+        Route("/api/auth/validate", validate_token),
+        Route("/api/auth/refresh", refresh, methods=["POST"]),
+        Route("/api/v1/auth/refresh", refresh, methods=["POST"], name="refresh_v1"),
+        Route("/api/auth/me", me),
+        Route("/api/v1/auth/profile", me, name="profile_v1"),
+        Route("/api/users", users_list),
+        Route("/api/users", users_create, methods=["POST"], name="users_create"),
+        Route("/api/users/{username:str}", user_detail, methods=["GET", "PATCH", "DELETE"]),
+        Route("/api/keys", keys_list),
+        Route("/api/keys", keys_create, methods=["POST"], name="keys_create"),
+        Route("/api/keys/{key_id:str}", key_revoke, methods=["DELETE"]),
+    ]
