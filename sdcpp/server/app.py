@@ -107,7 +107,11 @@ def create_app(
 
     middleware = [
         Middleware(RequestIdMiddleware),
-        Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_mb * 2**20),
+        Middleware(
+            BodyLimitMiddleware,
+            max_bytes=settings.max_body_mb * 2**20,
+            exempt=models.OWN_BODY_LIMITS,  # model uploads: gigabytes, limited by the route
+        ),
     ]
     if settings.cors_origins:
         wildcard = settings.cors_origins == ("*",)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 from ..errors import InvalidArgument, ModelLoadError
@@ -138,11 +138,17 @@ def dtype_stats(detection: Any) -> dict[str, Any]:
     }
 
 
-def hash_model(registry: ModelRegistry, name: str) -> dict[str, Any]:
-    """SHA-256 of a model file (from the registry's cache while the file is unchanged)."""
+def hash_model(
+    registry: ModelRegistry,
+    name: str,
+    progress: Callable[[ModelEntry, int, int], object] | None = None,
+) -> dict[str, Any]:
+    """SHA-256 of a model file (from the registry's cache while the file is unchanged).
+    ``progress(entry, bytes_done, bytes_total)`` follows the reading of an uncached file."""
     entry = registry.get(name)
     started = time.perf_counter()
-    digest = registry.sha256(entry.id)
+    on_bytes = (lambda done, total: progress(entry, done, total)) if progress else None
+    digest = registry.sha256(entry.id, on_bytes)
     return {
         "model_id": entry.id,
         "path": entry.path,

@@ -46,6 +46,7 @@ class Settings:
     max_loaded_models: int = 1
     model_memory_mb: int = 0
     keep_alive: float = 0.0
+    max_upload_mb: int = 65536  # POST /api/models/upload: the largest model file accepted
     # GET /api/image/download makes this server fetch client-chosen URLs: off unless asked for
     allow_image_download: bool = False
     download_max_mb: int = 20

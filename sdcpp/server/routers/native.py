@@ -296,6 +296,7 @@ async def models_refresh(request: Request) -> JSONResponse:
             "models_found": len(report.found),
             "models_updated": len(report.updated),
             "models_removed": len(report.removed),
+            **report.to_dict(),  # found/updated/removed: [{id, path}], total
         }
     )
 

@@ -26,3 +26,14 @@ class ConvertRequest(BaseModel):
         None, max_length=4096, description="per-tensor types: 'regex=type,regex=type'"
     )
     overwrite: bool = Field(False, description="replace an existing output (admins only)")
+
+
+class ValidateRequest(BaseModel):
+    """``POST /api/models/validate``: the header checks, and on request a real load."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_id: str = Field(..., min_length=1, max_length=1024, description="id, path or name")
+    load_test: bool = Field(
+        False, description="also load it in the engine (it stays loaded, as an explicit load)"
+    )

@@ -50,9 +50,7 @@ def client(models: Path) -> Iterator[TestClient]:
 
 
 def test_convert_register_load_generate(client: TestClient, models: Path) -> None:
-    r = client.post(
-        "/api/models/convert", json={"model_name": "tiny", "quantization_type": "Q8_0"}
-    )
+    r = client.post("/api/models/convert", json={"model_name": "tiny", "quantization_type": "Q8_0"})
     assert r.status_code == 202, r.text
     estimate = r.json()["estimated_bytes"]
     job = _wait(client, r.json()["job_id"])
