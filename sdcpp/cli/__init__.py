@@ -6,6 +6,8 @@
     sdcpp upscale --upscale-model M -i IN -o OUT       enlarge an image with an ESRGAN model
     sdcpp models list|info|hash|detect [--json]        the models directory
     sdcpp serve [--host --port --data-dir ...]         the REST server
+    sdcpp users add|list|passwd|role|disable|delete    the server's accounts (auth)
+    sdcpp keys create|list|revoke                      the server's API keys (auth)
 
 User errors print one line and exit with status 1 (2 for bad command lines), no traceback.
 """
@@ -19,7 +21,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import SdcppError
-from . import generate, models, serve, tools
+from . import accounts, generate, models, serve, tools
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.register(sub)
     models.register(sub)
     serve.register(sub)
+    accounts.register(sub)
     return parser
 
 

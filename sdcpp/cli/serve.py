@@ -34,14 +34,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve.add_argument(
         "--keep-alive", help="unload a model unused this long: 300, 5m, 1h (default: never)"
     )
+    serve.add_argument(
+        "--auth",
+        help="none (default), optional, jwt, api-key, pam, unix, or several: pam,api-key",
+    )
+    serve.add_argument("--uds", help="also listen on this unix socket (with --auth unix: peer uid)")
+    serve.add_argument("--pam-service", help="PAM service name, /etc/pam.d/NAME (default sdcpp)")
+    serve.add_argument("--admin-group", help="system group whose members are admins")
     serve.add_argument("--config", help="JSON or TOML file with any of these settings")
     serve.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from ..server import Settings, create_app
+    from ..server import Settings, create_app, listen
 
     cli = {
         k: getattr(args, k)
@@ -58,26 +63,30 @@ def run(args: argparse.Namespace) -> int:
             "max_loaded_models",
             "model_memory_mb",
             "keep_alive",
+            "auth",
+            "uds",
+            "pam_service",
+            "admin_group",
         )
     }
     settings = Settings.load(cli=cli, config_file=args.config)
-    if not _is_loopback(settings.host):
+    if not _is_loopback(settings.host) and settings.auth_methods == ("none",):
         logger.warning(
             "LISTENING ON %s WITHOUT AUTHENTICATION: anyone who can reach this port "
-            "can use the server",
+            "can use the server (see --auth)",
             settings.host,
         )
     logger.warning(
-        "sdcpp serve on http://%s:%d (data in %s, models in %s)",
+        "sdcpp serve on http://%s:%d, auth %s (data in %s, models in %s)",
         settings.host,
         settings.port,
+        ",".join(settings.auth_methods),
         settings.data_dir,
         settings.models_path,
     )
-    uvicorn.run(
+    listen.run(
         create_app(settings),
-        host=settings.host,
-        port=settings.port,
+        settings,
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace),
