@@ -30,6 +30,7 @@ from starlette.routing import BaseRoute, Route
 from ...errors import InvalidArgument
 from ...registry import ModelEntry, ModelNotFoundError, ModelRegistry, RegistryError
 from .. import conversion, model_info, uploads
+from ..auth.identity import identity_of
 from ..errors import ApiError
 from ..schemas.models import ConvertRequest, ValidateRequest
 from ..schemas.native import ModelBatchRequest, ModelIdRequest
@@ -218,6 +219,7 @@ async def model_convert(request: Request) -> JSONResponse:
     req = await body(request, ConvertRequest)
     registry, jobs = request.app.state.registry, request.app.state.jobs
     is_admin = caller_is_admin(request)
+    owner = identity_of(request.scope).job_owner if "user" in request.scope else None
 
     def submit() -> Any:
         busy = [str(p.get("output")) for p in jobs.active_params("convert")]
@@ -232,7 +234,7 @@ async def model_convert(request: Request) -> JSONResponse:
             is_admin=is_admin,
             busy_outputs=busy,
         )
-        return jobs.submit("convert", plan.job_params(req.model_name)), plan
+        return jobs.submit("convert", plan.job_params(req.model_name), owner=owner), plan
 
     try:
         job, plan = await run_in_threadpool(submit)
