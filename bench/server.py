@@ -24,6 +24,7 @@ import httpx2 as httpx
 import numpy as np
 
 from .baselines import build_sd_server
+from .cancel import cancels
 from .run import Row, fmt, timed_process, verdict
 
 if TYPE_CHECKING:
@@ -409,6 +410,7 @@ def server_rows(bench: Bench, model: Path) -> None:
         overhead(bench, servers)
         sequence(bench, servers)
         control_plane(bench, servers)
+        cancels(bench, servers)  # last on this server: its RSS is measured around them
     finally:
         servers.stop()
     try:

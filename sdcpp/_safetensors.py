@@ -124,8 +124,13 @@ def save(
     atomic_write(path, chunks())
 
 
-def atomic_write(path: str | os.PathLike[str], chunks: Iterable[bytes | memoryview]) -> None:
-    """Write to a temp file beside ``path``, fsync, then rename over it."""
+def atomic_write(
+    path: str | os.PathLike[str], chunks: Iterable[bytes | memoryview], *, fsync: bool = True
+) -> None:
+    """Write to a temp file beside ``path``, fsync (unless told not to), then rename over it.
+
+    Without the fsync readers still never see a partial file; only a power loss may leave
+    the old one (or none)."""
     target = Path(path)
     import tempfile  # lazily: it pulls shutil, bz2, lzma into every importer
 
@@ -136,7 +141,8 @@ def atomic_write(path: str | os.PathLike[str], chunks: Iterable[bytes | memoryvi
             for chunk in chunks:
                 f.write(chunk)
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

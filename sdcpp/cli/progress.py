@@ -5,9 +5,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tqdm import tqdm
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 @contextmanager
@@ -23,6 +24,8 @@ def progress_bar(enabled: bool | None = None) -> Iterator[Callable[[Any], None]]
         if bar is None or bar.total != p.total:
             if bar is not None:
                 bar.close()
+            from tqdm import tqdm  # only on a terminal: ~15 ms of imports otherwise wasted
+
             bar = bars[p.phase] = tqdm(
                 total=p.total, desc=p.phase, unit="step", leave=False, file=sys.stderr
             )

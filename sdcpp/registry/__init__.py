@@ -19,12 +19,15 @@ architecture detection (``sdcpp.detect``). Errors, beside those of ``sdcpp.error
 
 from __future__ import annotations
 
-from .core import ModelRegistry, companions_for
-from .entries import DirectoryStatus, ModelEntry, Page, RefreshReport
-from .errors import AmbiguousModelError, ModelNotFoundError, RegistryError, UnsafePathError
-from .hashing import sha256_file
-from .model_types import TYPE_INFO, ModelType, TypeInfo, type_from_detection
-from .paths import model_id
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .core import ModelRegistry, companions_for
+    from .entries import DirectoryStatus, ModelEntry, Page, RefreshReport
+    from .errors import AmbiguousModelError, ModelNotFoundError, RegistryError, UnsafePathError
+    from .hashing import sha256_file
+    from .model_types import TYPE_INFO, ModelType, TypeInfo, type_from_detection
+    from .paths import model_id
 
 __all__ = [
     "TYPE_INFO",
@@ -44,3 +47,28 @@ __all__ = [
     "sha256_file",
     "type_from_detection",
 ]
+
+
+# Loaded on first use: ``sdcpp generate`` reads one cached digest through ``.hashing`` and must
+# not pay for the registry's other modules (~10 ms of a 1-second CLI run).
+_LAZY = {
+    **dict.fromkeys(("ModelRegistry", "companions_for"), ".core"),
+    **dict.fromkeys(("DirectoryStatus", "ModelEntry", "Page", "RefreshReport"), ".entries"),
+    **dict.fromkeys(
+        ("AmbiguousModelError", "ModelNotFoundError", "RegistryError", "UnsafePathError"),
+        ".errors",
+    ),
+    "sha256_file": ".hashing",
+    **dict.fromkeys(("TYPE_INFO", "ModelType", "TypeInfo", "type_from_detection"), ".model_types"),
+    "model_id": ".paths",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sdcpp.registry' has no attribute {name!r}")

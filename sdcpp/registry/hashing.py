@@ -8,7 +8,6 @@ size and ``mtime_ns`` it had when hashed: a digest is reused only while both sti
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -32,6 +31,8 @@ Progress = Callable[[int, int], object]  # (bytes done, bytes total)
 
 def sha256_file(path: str | os.PathLike[str], progress: Progress | None = None) -> str:
     """Hex SHA-256 of a file, read in CHUNK_BYTES pieces into one reused buffer."""
+    import hashlib  # lazily (~4 ms with OpenSSL): a cached digest needs no hashing
+
     digest = hashlib.sha256()
     buffer = bytearray(CHUNK_BYTES)
     view = memoryview(buffer)
