@@ -25,6 +25,4 @@ def png_bytes(image: Image.Image, parameters: str | None = None) -> bytes:
 
 
 def save_png(image: Image.Image, path: Path, parameters: str | None = None) -> None:
-    """The CLI's output: atomic (temp file + rename) but not fsynced, like sd-cli's or any
-    ``PIL`` save; on a disk busy with other writes an fsync alone can cost more than encoding."""
-    atomic_write(path, [png_bytes(image, parameters)], fsync=False)
+    atomic_write(path, [png_bytes(image, parameters)])

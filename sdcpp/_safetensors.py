@@ -124,13 +124,10 @@ def save(
     atomic_write(path, chunks())
 
 
-def atomic_write(
-    path: str | os.PathLike[str], chunks: Iterable[bytes | memoryview], *, fsync: bool = True
-) -> None:
-    """Write to a temp file beside ``path``, fsync (unless told not to), then rename over it.
-
-    Without the fsync readers still never see a partial file; only a power loss may leave
-    the old one (or none)."""
+def atomic_write(path: str | os.PathLike[str], chunks: Iterable[bytes | memoryview]) -> None:
+    """Write to a temp file beside ``path``, fsync, then rename over it: readers never see a
+    partial file, and a power loss cannot leave an empty one under the final name (a rename
+    before the data is on disk can, with delayed allocation)."""
     target = Path(path)
     import tempfile  # lazily: it pulls shutil, bz2, lzma into every importer
 
@@ -141,8 +138,7 @@ def atomic_write(
             for chunk in chunks:
                 f.write(chunk)
             f.flush()
-            if fsync:
-                os.fsync(f.fileno())
+            os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
