@@ -1,4 +1,5 @@
-"""Baselines built from the same pinned engine source and flags as sdcpp itself."""
+"""Baselines built from the same pinned engine source and flags as sdcpp itself, without our
+patches (third_party/patches): upstream's sd-cli and sd-server exactly as pinned."""
 
 from __future__ import annotations
 
@@ -12,19 +13,19 @@ sys.path.insert(0, str(ROOT / "third_party"))
 
 
 def engine_dir() -> Path:
-    """The prepared (pinned, patched) engine tree, fetched if needed."""
+    """The pinned engine tree without our patches, fetched and verified if needed."""
     import engine_source  # third_party/engine_source.py
 
     cache = Path(os.environ.get("SDCPP_CACHE_DIR", Path.home() / ".cache" / "sdcpp" / "engine"))
-    return engine_source.prepare(cache)
+    return engine_source.prepare(cache, upstream=True)
 
 
-def build_sd_cli(build_dir: Path = ROOT / "build" / "sd-cli") -> Path:
+def build_sd_cli(build_dir: Path = ROOT / "build" / "upstream") -> Path:
     """Build upstream sd-cli (and nothing else) with the flags the extension uses."""
     return _build_target("sd-cli", build_dir)
 
 
-def build_sd_server(build_dir: Path = ROOT / "build" / "sd-cli") -> Path:
+def build_sd_server(build_dir: Path = ROOT / "build" / "upstream") -> Path:
     """Build upstream's HTTP server example, sd-server, from the same tree and flags.
 
     It shares sd-cli's build directory: one configure, one compiled engine library.

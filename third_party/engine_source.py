@@ -40,9 +40,12 @@ def patches() -> list[Path]:
     return sorted(PATCH_DIR.glob("*.patch"))
 
 
-def cache_key() -> str:
-    """The pin's hash plus the patches' contents: editing a patch gives a fresh tree."""
+def cache_key(upstream: bool = False) -> str:
+    """The pin's hash plus the patches' contents: editing a patch gives a fresh tree.
+    ``upstream``: the tree exactly as pinned, without our patches (the benchmarks' baseline)."""
     digest = hashlib.sha256(PIN["sha256"].encode())
+    if upstream:
+        return f"{PIN['version']}-upstream-{digest.hexdigest()[:12]}"
     for patch in patches():
         digest.update(patch.name.encode())
         digest.update(patch.read_bytes())
@@ -143,8 +146,8 @@ def apply_patch(tree: Path, patch: Path) -> None:
         target.write_text("".join(text))
 
 
-def prepare(cache_dir: Path) -> Path:
-    final = cache_dir / cache_key()
+def prepare(cache_dir: Path, *, upstream: bool = False) -> Path:
+    final = cache_dir / cache_key(upstream)
     if (final / "include" / "stable-diffusion.h").is_file():
         return final
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -157,7 +160,7 @@ def prepare(cache_dir: Path) -> Path:
                 f"{sdist.name}: sha256 {actual} does not match the pin {PIN['sha256']}"
             )
         tree = extract_vendor_tree(sdist, work_dir / "tree")
-        for patch in patches():
+        for patch in [] if upstream else patches():
             apply_patch(tree, patch)
         try:
             os.replace(tree, final)
