@@ -40,6 +40,7 @@ def default_engine(settings: Settings) -> Any:
     worker = {
         "env": env,
         "nice": settings.worker_nice,
+        "idle_priority": settings.worker_idle_priority,
         "max_loaded_models": settings.max_loaded_models,
         "model_memory_mb": settings.model_memory_mb,
         "keep_alive": settings.keep_alive,

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 from sdcpp import esrgan_ncnn, read_parameters
 from sdcpp.server.worker import EngineClient, Event, WorkerStopped
 
-SETTINGS = {"n_threads": 2, "nice": 3, "env": {"SDCPP_TEST_HOOKS": "1"}}
+SETTINGS = {"n_threads": 2, "nice": 3, "idle_priority": True, "env": {"SDCPP_TEST_HOOKS": "1"}}
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +38,11 @@ def test_the_worker_runs_at_lower_priority(client: EngineClient) -> None:
     assert client.pid is not None
     ours = os.getpriority(os.PRIO_PROCESS, 0)
     assert os.getpriority(os.PRIO_PROCESS, client.pid) == min(ours + 3, 19)
+    # every thread of the worker (main, receiver, ...) in the idle class; threads the engine
+    # starts later inherit it from the one that starts them
+    threads = [int(t) for t in os.listdir(f"/proc/{client.pid}/task")]
+    assert len(threads) >= 2
+    assert {os.sched_getscheduler(t) for t in threads} == {os.SCHED_IDLE}
 
 
 @pytest.fixture
