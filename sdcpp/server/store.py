@@ -39,6 +39,7 @@ __all__ = ["FINISHED", "JOB_KINDS", "STATUSES", "Job", "JobStatus", "JobStore", 
 JobStatus = Literal["queued", "processing", "completed", "failed", "cancelled"]
 STATUSES: tuple[str, ...] = ("queued", "processing", "completed", "failed", "cancelled")
 FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+_DECODED_JOBS = 1000  # finished jobs whose decoded record list() keeps
 JOB_KINDS: frozenset[str] = frozenset(
     {"txt2img", "img2img", "inpainting", "controlnet", "upscale", "video", "convert"}
 )
@@ -165,6 +166,7 @@ class JobStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
         self._lock = threading.Lock()
+        self._decoded: dict[str, Job] = {}  # finished jobs as decoded by list()
         # RETURNING (SQLite >= 3.35) saves a round trip when claiming; the fallback is equally
         # atomic because it runs inside the same BEGIN IMMEDIATE transaction.
         self._use_returning = sqlite3.sqlite_version_info >= (3, 35, 0)
@@ -480,4 +482,21 @@ class JobStore:
             f"SELECT {_COLUMNS} FROM jobs{where} ORDER BY seq {order} LIMIT ? OFFSET ?",
             (*args, limit, offset),
         )
-        return [Job._from_row(row) for row in rows]
+        return [self._finished_job(row) for row in rows]
+
+    def _finished_job(self, row: Sequence[Any]) -> Job:
+        """``Job._from_row``, reusing the decoded record of a job that had already finished
+        (finished rows never change): decoding their JSON columns was most of the time of a
+        queue listing, the endpoint clients poll hardest."""
+        job_id, status, finished_at = row[0], row[2], row[7]
+        if status not in FINISHED:
+            return Job._from_row(row)
+        cached = self._decoded.get(job_id)
+        if cached is not None and (cached.status, cached.finished_at) == (status, finished_at):
+            return cached
+        job = Job._from_row(row)
+        with self._lock:
+            self._decoded[job_id] = job
+            while len(self._decoded) > _DECODED_JOBS:
+                del self._decoded[next(iter(self._decoded))]  # the oldest entry
+        return job

@@ -21,6 +21,7 @@ from .. import model_info
 from ..auth.identity import identity_of
 from ..errors import ApiError
 from ..imaging import thumbnail
+from ..responses import FastJSONResponse
 from ..schemas.native import (
     CancelRequest,
     ControlNetRequest,
@@ -140,7 +141,7 @@ async def generate_result(request: Request) -> JSONResponse:
     job = job_or_404(request, request.path_params["job_id"])
     if job.status == "completed":
         return JSONResponse(await run_in_threadpool(_sync_result, request, job))
-    return JSONResponse(request.app.state.jobs.view(job))
+    return FastJSONResponse(request.app.state.jobs.view(job))
 
 
 # -- queue --------------------------------------------------------------------------------
@@ -166,7 +167,7 @@ async def queue_status(request: Request) -> JSONResponse:
             }
         }
 
-    return JSONResponse(build())
+    return FastJSONResponse(build())
 
 
 async def queue_job(request: Request) -> Response:
@@ -177,7 +178,7 @@ async def queue_job(request: Request) -> Response:
         except ValueError as exc:
             raise ApiError(409, "JOB_ACTIVE", str(exc)) from None
         return JSONResponse({"status": "success", "message": "Job deleted", "job_id": job.id})
-    return JSONResponse(request.app.state.jobs.view(job))
+    return FastJSONResponse(request.app.state.jobs.view(job))
 
 
 async def queue_cancel(request: Request) -> JSONResponse:

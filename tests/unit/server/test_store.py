@@ -362,3 +362,21 @@ def test_schema_is_portable_sql() -> None:
         assert construct not in ddl, construct
     types = set(re.findall(r"^ +\w+ +([A-Z]+(?: PRECISION)?)", ddl, re.MULTILINE))
     assert types == {"TEXT", "INTEGER", "BIGINT", "DOUBLE PRECISION"}
+
+
+def test_list_reuses_decoded_finished_jobs_only(store: JobStore, clock: Clock) -> None:
+    a, b = fill(store, 2)
+    store.claim_next("w")
+    clock.now += 1
+    store.finish(a.id, "completed", outputs=["0.png"], result={"seeds": [1]})
+    first = {job.id: job for job in store.list()}
+    second = {job.id: job for job in store.list()}
+    assert first[a.id] == store.get(a.id) and first[a.id].outputs == ["0.png"]
+    assert second[a.id] is first[a.id]  # finished: decoded once
+    assert second[b.id] is not first[b.id]  # queued: read afresh, it may change any moment
+    store.claim_next("w")
+    assert {job.id: job.status for job in store.list()}[b.id] == "processing"
+    store.finish(b.id, "failed", error="boom")
+    assert {job.id: job.error for job in store.list()}[b.id] == "boom"
+    assert store.delete(a.id)
+    assert [job.id for job in store.list()] == [b.id]
