@@ -149,9 +149,10 @@ def cancels(bench: Bench, s: Servers) -> None:
     in_steps = [r["latency"] / r["step"] for r in done]
     step_ms = [r["step"] * 1000 for r in done]
     if done:
-        # The goal is the engine's promise: the step in flight ends, no further step begins.
-        # Counted from step reports rather than from ms / step, which a busy machine's uneven
-        # step times would blur.
+        # The goal is the engine's promise: the step in flight ends, no further step begins, so
+        # every cancel ends its job within one step time. Judged on the measured latency: step
+        # reports that arrive after the cancel are no proof of a step that began after it (the
+        # report of a step that ended just before the cancel can trail it by a millisecond).
         most = max(r["after"] for r in done)
         bench.add(
             Row(
@@ -159,9 +160,9 @@ def cancels(bench: Bench, s: Servers) -> None:
                 f"{fmt(ms, 'ms', 1)} = {statistics.median(in_steps):.2f} steps "
                 f"(max {max(in_steps):.2f})",
                 f"one sampling step: {fmt(step_ms, 'ms', 1)}",
-                f"at most {most} step(s) ended after the cancel",
-                "<= 1 step after the cancel",
-                verdict(most <= 1 and not missed and not restarted),
+                f"step reports after the cancel: at most {most}",
+                "<= 1 step (max)",
+                verdict(max(in_steps) <= 1 and not missed and not restarted),
             )
         )
     growth = after / before - 1
