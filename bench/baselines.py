@@ -3,7 +3,9 @@ patches (third_party/patches): upstream's sd-cli and sd-server exactly as pinned
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -20,12 +22,24 @@ def engine_dir() -> Path:
     return engine_source.prepare(cache, upstream=True)
 
 
-def build_sd_cli(build_dir: Path = ROOT / "build" / "upstream") -> Path:
+def backend_flags() -> list[str]:
+    """``CMAKE_ARGS``, the variable scikit-build-core builds sdcpp with (e.g. ``-DSD_CUDA=ON``):
+    the baselines get the same backend as the sdcpp they are compared with."""
+    return shlex.split(os.environ.get("CMAKE_ARGS", ""))
+
+
+def default_build_dir() -> Path:
+    flags = " ".join(backend_flags())
+    suffix = "-" + hashlib.sha256(flags.encode()).hexdigest()[:8] if flags else ""
+    return ROOT / "build" / f"upstream{suffix}"
+
+
+def build_sd_cli(build_dir: Path | None = None) -> Path:
     """Build upstream sd-cli (and nothing else) with the flags the extension uses."""
     return _build_target("sd-cli", build_dir)
 
 
-def build_sd_server(build_dir: Path = ROOT / "build" / "upstream") -> Path:
+def build_sd_server(build_dir: Path | None = None) -> Path:
     """Build upstream's HTTP server example, sd-server, from the same tree and flags.
 
     It shares sd-cli's build directory: one configure, one compiled engine library.
@@ -33,7 +47,8 @@ def build_sd_server(build_dir: Path = ROOT / "build" / "upstream") -> Path:
     return _build_target("sd-server", build_dir)
 
 
-def _build_target(target: str, build_dir: Path) -> Path:
+def _build_target(target: str, build_dir: Path | None) -> Path:
+    build_dir = build_dir or default_build_dir()
     binary = build_dir / "bin" / target
     env = {**os.environ, "CCACHE_BASEDIR": str(ROOT), "CCACHE_NOHASHDIR": "1"}
     if not (build_dir / "build.ninja").exists():
@@ -51,6 +66,7 @@ def _build_target(target: str, build_dir: Path) -> Path:
                 "-DSD_WEBM=OFF",
                 "-DSD_BUILD_EXAMPLES=ON",
                 "-DCMAKE_POSITION_INDEPENDENT_CODE=ON",
+                *backend_flags(),
             ],
             check=True,
             env=env,
