@@ -9,15 +9,11 @@ across a step (stratified), so the median describes an average moment, not a luc
 
 from __future__ import annotations
 
-import itertools
-import json
 import statistics
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-import httpx2 as httpx
-
+from .events import JobEvents
 from .run import Row, fmt, verdict
 
 if TYPE_CHECKING:
@@ -27,78 +23,6 @@ if TYPE_CHECKING:
 STEPS = 40  # far more than are ever sampled: a job that ignores the cancel shows as completed
 CANCELS = 20  # the issue's "memory stability ... after 20 cancels"
 WARM_UP = 2  # first cancels, before the "before" RSS sample: one-time allocations on that path
-FINAL = ("completed", "failed", "cancelled")
-
-
-class JobEvents:
-    """Our SSE stream read in a thread: perf_counter times of each job's sampling steps and of
-    its final status."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.steps: dict[str, list[tuple[float, int]]] = {}
-        self.final: dict[str, tuple[float, str]] = {}
-        self.cond = threading.Condition()
-        self.subscribed = threading.Event()
-        threading.Thread(target=self._run, daemon=True).start()
-        if not self.subscribed.wait(30):
-            raise RuntimeError("SSE stream did not open")
-        time.sleep(0.3)  # let the server register the subscriber before the first job
-
-    def _run(self) -> None:
-        try:
-            with httpx.stream(
-                "GET", self.url + "/api/events", timeout=httpx.Timeout(10, read=None)
-            ) as stream:
-                self.subscribed.set()
-                event = ""
-                for line in stream.iter_lines():
-                    if line.startswith("event:"):
-                        event = line.split(":", 1)[1].strip()
-                    elif line.startswith("data:") and event == "job_update":
-                        self._record(time.perf_counter(), json.loads(line[5:]))
-        except httpx.HTTPError:
-            pass  # the server stopped: the stream ends with it
-
-    def _record(self, now: float, data: dict[str, Any]) -> None:
-        job_id, status = data["job_id"], data.get("status")
-        with self.cond:
-            if status in FINAL:
-                self.final.setdefault(job_id, (now, status))
-            elif data.get("phase") == "sampling" and data.get("current_step"):
-                seen = self.steps.setdefault(job_id, [])
-                if not seen or seen[-1][1] != data["current_step"]:
-                    seen.append((now, int(data["current_step"])))
-            self.cond.notify_all()
-
-    def wait_step(self, job_id: str, step: int, timeout: float = 120) -> None:
-        with self.cond:
-            if not self.cond.wait_for(
-                lambda: (
-                    job_id in self.final or any(s >= step for _, s in self.steps.get(job_id, []))
-                ),
-                timeout,
-            ):
-                raise RuntimeError(f"job {job_id} never reached sampling step {step}")
-            if job_id in self.final:
-                raise RuntimeError(f"job {job_id} ended early: {self.final[job_id][1]}")
-
-    def wait_final(self, job_id: str, timeout: float = 120) -> tuple[float, str]:
-        with self.cond:
-            if not self.cond.wait_for(lambda: job_id in self.final, timeout):
-                raise RuntimeError(f"job {job_id} did not end")
-            return self.final[job_id]
-
-    def steps_after(self, job_id: str, since: float) -> int:
-        """How many of this job's sampling steps ended (were reported) after ``since``."""
-        with self.cond:
-            return sum(t > since for t, _ in self.steps.get(job_id, []))
-
-    def step_time(self, job_id: str) -> float:
-        """Median time between this job's consecutive sampling steps."""
-        with self.cond:
-            times = [t for t, _ in self.steps[job_id]]
-        return statistics.median(b - a for a, b in itertools.pairwise(times))
 
 
 def cancel_one(s: Servers, events: JobEvents, seed: int, offset: float) -> dict[str, Any]:
@@ -131,7 +55,8 @@ def worker(s: Servers) -> tuple[int, int]:
 def cancels(bench: Bench, s: Servers) -> None:
     """(e) cancel latency of running jobs and (f) RSS after 20 of them, on the warm server."""
     assert s.ours is not None
-    events = JobEvents(s.ours.url)
+    events = s.events
+    assert events is not None
     for i in range(WARM_UP):
         cancel_one(s, events, 1000 + i, 0.5)
     time.sleep(0.5)  # let the last job's bookkeeping settle before sampling

@@ -8,7 +8,6 @@ seed, sampler, cfg and threads for ours, sd-server and sd-cli.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import socket
@@ -25,6 +24,7 @@ import numpy as np
 
 from .baselines import build_sd_server
 from .cancel import cancels
+from .events import FINAL, JobEvents
 from .run import Row, fmt, timed_process, verdict
 
 if TYPE_CHECKING:
@@ -34,7 +34,6 @@ HOST = "127.0.0.1"  # loopback only: the load generator must never reach another
 PROMPT = "a red fox"
 # cfg 1.0 and euler_a stated explicitly: the servers' per-model defaults need not agree.
 CFG, SAMPLER = 1.0, "euler_a"
-FINAL = ("completed", "failed", "cancelled")
 ENGINE_START = re.compile(r"generate_image \d+x\d+")
 ENGINE_END = re.compile(r"generate_image completed in ")
 
@@ -116,53 +115,6 @@ class Proc:
         return total / 1024
 
 
-class Completions:
-    """Reads our SSE stream in a thread: when (perf_counter) each job reached a final status.
-
-    SSE rather than polling: a poll interval would add up to one interval to every figure.
-    """
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.done: dict[str, tuple[float, str]] = {}
-        self.cond = threading.Condition()
-        self.subscribed = threading.Event()
-        threading.Thread(target=self._run, daemon=True).start()
-        if not self.subscribed.wait(30):
-            raise RuntimeError("SSE stream did not open")
-        time.sleep(0.3)  # let the server register the subscriber before the first job
-
-    def _run(self) -> None:
-        try:
-            with httpx.stream(
-                "GET", self.url + "/api/events", timeout=httpx.Timeout(10, read=None)
-            ) as stream:
-                self.subscribed.set()
-                event = ""
-                for line in stream.iter_lines():
-                    if line.startswith("event:"):
-                        event = line.split(":", 1)[1].strip()
-                    elif line.startswith("data:") and event == "job_update":
-                        now = time.perf_counter()
-                        data = json.loads(line[5:])
-                        if data.get("status") in ("completed", "failed", "cancelled"):
-                            with self.cond:
-                                self.done.setdefault(data["job_id"], (now, data["status"]))
-                                self.cond.notify_all()
-        except httpx.HTTPError:
-            pass  # the server stopped: the stream ends with it
-
-    def wait(self, ids: list[str], timeout: float = 300) -> float:
-        """perf_counter time the last of ``ids`` completed."""
-        with self.cond:
-            if not self.cond.wait_for(lambda: all(i in self.done for i in ids), timeout):
-                raise RuntimeError(f"jobs {ids} did not finish")
-            bad = [(i, self.done[i][1]) for i in ids if self.done[i][1] != "completed"]
-            if bad:
-                raise RuntimeError(f"jobs did not complete: {bad}")
-            return max(self.done[i][0] for i in ids)
-
-
 class Servers:
     """Ours and sd-server, started together, with one request helper per API."""
 
@@ -177,7 +129,7 @@ class Servers:
         self.sd_server = build_sd_server()
         self.ours: Proc | None = None
         self.theirs: Proc | None = None
-        self.events: Completions | None = None
+        self.events: JobEvents | None = None
         self.http = httpx.Client(timeout=300)
 
     def start_ours(self) -> Proc:
@@ -192,7 +144,7 @@ class Servers:
 
     def start(self) -> None:
         self.ours = self.start_ours()
-        self.events = Completions(self.ours.url)
+        self.events = JobEvents(self.ours.url)
         port = free_port()
         cmd = [str(self.sd_server), "-m", str(self.model), "--listen-ip", HOST]
         cmd += ["--listen-port", str(port), "-t", str(self.bench.threads)]
@@ -413,7 +365,7 @@ def rss_growth(bench: Bench, s: Servers) -> None:
     many = 20 if bench.quick else 50
     proc = s.start_ours()
     try:
-        events = Completions(proc.url)
+        events = JobEvents(proc.url)
         early = 0.0
         for i in range(many):
             events.wait([s.submit(proc.url, 1, seed=i)])

@@ -20,19 +20,17 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import json
-import logging
 import math
 import os
 import re
 import sqlite3
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
+
+from .sqlite import SqliteStore
 
 __all__ = ["FINISHED", "JOB_KINDS", "STATUSES", "Job", "JobStatus", "JobStore", "QueueFull"]
 
@@ -85,7 +83,6 @@ _COLUMNS = (
     "id, kind, status, params, owner, created_at, started_at, finished_at, attempts, crashes, "
     "error, outputs, result, lease_owner, lease_expires, seq"
 )
-logger = logging.getLogger(__name__)
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 _NO_LEASE = "lease_owner = NULL, lease_expires = NULL"
 # With no finished jobs to learn from, a client is told to come back after this long.
@@ -158,37 +155,17 @@ def _status_filter(
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
 
 
-class JobStore:
+class JobStore(SqliteStore):
+    NAME = "job store"
+
     def __init__(
         self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time
     ) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._clock = clock
-        self._lock = threading.Lock()
         self._decoded: dict[str, Job] = {}  # finished jobs as decoded by list()
         # RETURNING (SQLite >= 3.35) saves a round trip when claiming; the fallback is equally
         # atomic because it runs inside the same BEGIN IMMEDIATE transaction.
         self._use_returning = sqlite3.sqlite_version_info >= (3, 35, 0)
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so every write transaction is
-        # exactly one method call. check_same_thread=False is safe because of self._lock.
-        self._conn: sqlite3.Connection | None = sqlite3.connect(
-            self.path, timeout=10.0, isolation_level=None, check_same_thread=False
-        )
-        try:
-            mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if mode != "wal":  # e.g. a network file system without shared memory
-                logger.warning("%s: SQLite refused WAL mode (journal_mode=%s)", self.path, mode)
-            # NORMAL under WAL never corrupts the file and a crash of *this process* loses
-            # nothing (committed pages are in the WAL, handed to the OS); only a power loss or
-            # kernel crash can roll back the last few commits. FULL would fsync every job write.
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            self._conn.execute("PRAGMA busy_timeout=10000")
-            self._migrate()
-        except BaseException:
-            self.close()
-            raise
+        super().__init__(path, clock=clock)
 
     def _migrate(self) -> None:
         with self._write() as cur:
@@ -204,48 +181,9 @@ class JobStore:
                     f"{SCHEMA_VERSION} (was it written by a newer version?)"
                 )
 
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def __enter__(self) -> JobStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     @property
     def schema_version(self) -> int:
         return int(self._read("SELECT MAX(version) FROM schema_version")[0][0])
-
-    # -- plumbing ----------------------------------------------------------------------------
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise sqlite3.ProgrammingError("the job store is closed")
-        return self._conn
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Cursor]:
-        # IMMEDIATE takes the write lock up front, so a read-then-write (MAX(seq)+1, the queue
-        # length check, claiming) cannot interleave with another process's write.
-        with self._lock:
-            conn = self._connection()
-            cur = conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                yield cur
-                cur.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:  # also when COMMIT itself failed (busy past the timeout)
-                    conn.execute("ROLLBACK")
-                raise
-
-    def _read(self, sql: str, args: Sequence[Any] = ()) -> builtins.list[Any]:
-        with self._lock:
-            return self._connection().execute(sql, args).fetchall()
 
     @staticmethod
     def _fetch(cur: sqlite3.Cursor, job_id: str) -> Job | None:

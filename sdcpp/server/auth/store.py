@@ -11,19 +11,14 @@ disabled account or a deleted one takes effect at once, whatever token the clien
 
 from __future__ import annotations
 
-import os
 import re
-import sqlite3
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ...errors import InvalidArgument
+from ..sqlite import SqliteStore
 
 ROLES = ("user", "admin")  # stored roles; "guest" is what an anonymous request gets
 SOURCES = ("local", "pam", "unix")
@@ -138,64 +133,16 @@ def check_role(role: str) -> str:
     return role
 
 
-class AuthStore:
-    """Thread-safe like ``JobStore``: one connection, one lock, explicit transactions."""
+class AuthStore(SqliteStore):
+    """Users, API keys and revoked token ids, in the job store's database file."""
 
-    def __init__(
-        self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time
-    ) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = sqlite3.connect(
-            self.path, timeout=10.0, isolation_level=None, check_same_thread=False
-        )
-        try:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute("PRAGMA foreign_keys=ON")  # deleting a user deletes their keys
-            self._conn.execute("PRAGMA busy_timeout=10000")
-            with self._write() as cur:
-                for statement in SCHEMA.split(";"):
-                    if statement.strip():
-                        cur.execute(statement)
-        except BaseException:
-            self.close()
-            raise
+    NAME = "auth store"
 
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def __enter__(self) -> AuthStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Cursor]:
-        with self._lock:
-            if self._conn is None:
-                raise sqlite3.ProgrammingError("the auth store is closed")
-            cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                yield cur
-                cur.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
-
-    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
-        with self._lock:
-            if self._conn is None:
-                raise sqlite3.ProgrammingError("the auth store is closed")
-            return self._conn.execute(sql, args).fetchall()
+    def _migrate(self) -> None:
+        with self._write() as cur:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    cur.execute(statement)
 
     # -- users -------------------------------------------------------------------------------
     @staticmethod
