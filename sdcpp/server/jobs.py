@@ -247,18 +247,30 @@ class JobService:
                 self._wake.wait(timeout=1.0)
                 self._wake.clear()
                 continue
+            ended: Job | None = None
             try:
-                self._run(job)
+                ended = self._run(job)
             except Exception:  # the dispatcher must survive anything a job does
                 logger.exception("job %s failed in the dispatcher", job.id)
-                self.store.finish(job.id, "failed", error="internal error in the dispatcher")
+                ended = self.store.finish(
+                    job.id, "failed", error="internal error in the dispatcher"
+                )
             finally:
                 self.current = self.current_kind = None
                 self.live.pop(job.id, None)
-                self._publish_job(job.id)
+                # The record the store returned, not a fresh read: the job's final state is
+                # what its client waits for, and it goes out first.
+                if ended is None:
+                    self._publish_job(job.id)
+                else:
+                    self._publish_view(ended)
                 self._publish_queue()
+            if ended is not None and ended.status in FINISHED:
+                self._cleanup_inputs(job.id)  # a job re-queued after a crash still needs them
 
-    def _run(self, job: Job) -> None:
+    def _run(self, job: Job) -> Job | None:
+        """Run ``job`` to its end and record that end; returns the stored record, or None when
+        a shutdown interrupted it (it stays 'processing' and is re-queued at the next start)."""
         self.current, self.current_kind = job.id, job.kind
         self.live[job.id] = LiveState(phase="starting")
         self._publish_job(job.id)
@@ -271,33 +283,30 @@ class JobService:
         )
         kind = final.get("type")
         if self._interrupted and kind != "done":
-            return  # stays 'processing': recover() re-queues it on the next start
+            return None  # stays 'processing': recover() re-queues it on the next start
         if kind == "done":
-            self.store.finish(
+            return self.store.finish(
                 job.id,
                 "completed",
                 outputs=list(final.get("outputs", [])),
                 result=dict(final.get("result", {})),
             )
-            self._cleanup_inputs(job.id)
-        elif kind == "cancelled":
-            self.store.finish(job.id, "cancelled", error="cancelled")
-            self._cleanup_inputs(job.id)
-        elif kind == "crashed":
+        if kind == "cancelled":
+            return self.store.finish(job.id, "cancelled", error="cancelled")
+        if kind == "crashed":
             again = self.store.record_crash(
                 job.id,
                 str(final.get("error", "worker crashed")),
                 max_crashes=self.settings.max_crashes,
             )
             logger.error("job %s: %s (now %s)", job.id, final.get("error"), again.status)
-        else:
-            self.store.finish(
-                job.id,
-                "failed",
-                error=str(final.get("error", "failed")),
-                result={"code": final.get("code", "INTERNAL_ERROR")},
-            )
-            self._cleanup_inputs(job.id)
+            return again
+        return self.store.finish(
+            job.id,
+            "failed",
+            error=str(final.get("error", "failed")),
+            result={"code": final.get("code", "INTERNAL_ERROR")},
+        )
 
     def _runner(self, kind: str | None) -> Any:
         return self.runners.get(kind or "", self.engine)

@@ -38,10 +38,10 @@ class Settings:
     cancel_grace: float = 10.0
     max_crashes: int = 2
     shutdown_grace: float = 30.0
-    worker_nice: int = 5  # the engine worker's niceness: the API stays responsive under load
-    # The worker in the SCHED_IDLE class (Linux): it runs on whatever CPU nothing else wants, so
-    # the API answers at once during generation. Turn off on a machine busy with other CPU work
-    # that generation should compete with rather than yield to.
+    worker_nice: int = 5  # the engine thread's niceness: the API stays responsive under load
+    # The worker's engine thread in the SCHED_IDLE class (Linux): it runs on whatever CPU
+    # nothing else wants, so the API answers at once during generation. Turn off on a machine
+    # busy with other CPU work that generation should compete with rather than yield to.
     worker_idle_priority: bool = True
     test_hooks: bool = False  # SDCPP_TEST_HOOKS=1: the worker honours crash/hang prompts
     # loaded models: contexts the worker keeps at once (least recently used out first), their

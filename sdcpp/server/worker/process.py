@@ -1,10 +1,12 @@
 """The engine worker: the child process that owns the loaded model(s).
 
-Two threads. The *receiver* reads the pipe: ``run``, ``load`` and ``unload`` go into one queue
-(so a load never overlaps a generation), ``cancel`` is
-acted on at once (it must reach a generation that is running), ``shutdown`` or a closed pipe
-stops the worker. The *generation* thread (the process's main thread) runs jobs one at a time:
-the engine's callbacks are process-global, so one thread owns every native context.
+Three threads. The *receiver* reads the pipe: ``run``, ``load`` and ``unload`` go into one
+queue (so a load never overlaps a generation), ``cancel`` is acted on at once (it must reach a
+generation that is running), ``shutdown`` or a closed pipe stops the worker. The process's
+main thread takes jobs from that queue one at a time: it reads the request, reports, and writes
+the outputs. Everything that calls into the engine (loading, generating, unloading) it hands to
+the *engine* thread (``engine_thread``), which runs at the lowest priority: the engine's
+callbacks are process-global, so one thread owns every native context.
 
 Started by ``client.EngineClient`` with the spawn method (a fork of the threaded server would
 copy locks held by other threads). Nothing here is imported by the server process itself.
@@ -22,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -38,6 +41,7 @@ from ...registry import ModelRegistry
 from ...stable_diffusion import Progress, StableDiffusion
 from ...upscaler import Upscaler
 from . import jobs, protocol, video
+from .engine_thread import EngineThread
 from .model_cache import ModelCache
 from .reporting import ForwardHandler, Reporter
 from .slots import ModelSlot
@@ -57,38 +61,16 @@ ORPHAN_GRACE = 5.0  # seconds a job may run on after the server went away
 
 def worker_main(conn: Connection, settings: dict[str, Any]) -> None:
     """Entry point of the worker process. ``settings``: ``env`` (variables to set first),
-    ``nice``, ``idle_priority``, the model cache's ``max_loaded_models``, ``model_memory_mb``
-    and ``keep_alive`` (seconds), and ``n_threads`` and other StableDiffusion keywords used
-    when a job leaves them out."""
+    ``nice`` and ``idle_priority`` (of the engine thread), the model cache's
+    ``max_loaded_models``, ``model_memory_mb`` and ``keep_alive`` (seconds), and ``n_threads``
+    and other StableDiffusion keywords used when a job leaves them out."""
     settings = dict(settings)
     for key, value in (settings.pop("env", None) or {}).items():
         os.environ[str(key)] = str(value)
-    # Generation saturates every core; a lower priority keeps the API process (health checks,
-    # queue polls, SSE) answering promptly while costing the engine only the CPU the API uses.
-    nice = int(settings.pop("nice", 0) or 0)
-    if nice > 0:
-        os.nice(nice)
-    if settings.pop("idle_priority", False):
-        _idle_priority()
     # Ctrl-C in a terminal reaches the whole process group; the server decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     faulthandler.enable()  # a segfault leaves a Python traceback on stderr
     Worker(conn, settings).serve()
-
-
-def _idle_priority() -> None:
-    """Linux's SCHED_IDLE class for the worker's threads and every thread they start: the
-    worker gets every cycle nothing else wants, and any other task that wakes up (a request to
-    the API) runs at once instead of waiting for a time slice. Measured: GET p99 during
-    generation 5-6 ms instead of 8-9 ms at nice 5 (bench/server.py, control plane)."""
-    if not hasattr(os, "SCHED_IDLE"):
-        return  # not Linux: the niceness alone applies
-    # Every thread, not just this one: imports (numpy's BLAS) have started threads already.
-    try:
-        for thread in os.listdir("/proc/self/task"):
-            os.sched_setscheduler(int(thread), os.SCHED_IDLE, os.sched_param(0))
-    except OSError as exc:
-        logger.warning("could not move the worker to the idle scheduling class: %s", exc)
 
 
 class _Job:
@@ -106,6 +88,10 @@ class Worker:
             max_models=int(settings.pop("max_loaded_models", None) or 1),
             budget_bytes=int(float(settings.pop("model_memory_mb", None) or 0) * 2**20),
             keep_alive=float(settings.pop("keep_alive", None) or 0),
+        )
+        self._engine = EngineThread(
+            nice=int(settings.pop("nice", None) or 0),
+            idle=bool(settings.pop("idle_priority", False)),
         )
         self._conn = conn
         self._defaults = {k: v for k, v in settings.items() if k != "env"}
@@ -145,8 +131,9 @@ class Worker:
                 else:
                     self._manage(item)
         finally:
-            self._models.clear()
-            self._upscalers.clear()
+            self._engine.run(self._models.clear)
+            self._engine.run(self._upscalers.clear)
+            self._engine.close()
             root.removeHandler(handler)
             self._conn.close()
 
@@ -156,7 +143,7 @@ class Worker:
             try:
                 return self._runs.get(timeout=self._models.seconds_to_next_expiry())
             except queue.Empty:
-                self._models.evict_idle()
+                self._engine.run(self._models.evict_idle)
                 self._report_model()
 
     def _receive(self) -> None:
@@ -240,14 +227,15 @@ class Worker:
                 raise RuntimeError("the worker is stopping")
             if isinstance(message, protocol.Unload):
                 if message.model is None:
-                    self._models.clear()
+                    self._engine.run(self._models.clear)
                 else:
-                    self._models.remove(message.model)
+                    self._engine.run(self._models.remove, message.model)
                 final = protocol.Unloaded(job_id=message.job_id)
             else:
                 context = jobs.parse_load(message.params, self._defaults)
                 started = time.perf_counter()
-                _, loaded = self._models.get(
+                _, loaded = self._engine.run(
+                    self._models.get,
                     jobs.cache_key(context),
                     lambda: StableDiffusion(**context),
                     lambda: jobs.check_files(context),
@@ -270,6 +258,21 @@ class Worker:
             labels, loads = state
             self.send(protocol.ModelState(loaded=self._models.label, models=labels, loads=loads))
 
+    def _cached(
+        self, key: str, context: dict[str, Any], load: Callable[[], StableDiffusion]
+    ) -> tuple[StableDiffusion, float]:
+        """The loaded model for ``context`` (``load()`` unless the cache has it) and the seconds
+        loading took, 0 for a cached one. On the engine thread."""
+        started = time.perf_counter()
+        engine, loaded = self._models.get(
+            key,
+            load,
+            lambda: jobs.check_files(context),
+            label=jobs.model_label(context),
+            size=jobs.context_bytes(context),
+        )
+        return engine, time.perf_counter() - started if loaded else 0.0
+
     def _image(self, job: _Job) -> protocol.Message:
         run = job.run
         spec = jobs.parse_image_job(run.params, self._defaults)
@@ -282,34 +285,35 @@ class Worker:
                 **spec.context, progress=lambda p: report("loading", p.step, p.total)
             )
 
-        load_started = time.perf_counter()
-        engine, loaded = self._models.get(
-            spec.context_key,
-            load,
-            lambda: jobs.check_files(spec.context),
-            label=jobs.model_label(spec.context),
-            size=jobs.context_bytes(spec.context),
-        )
-        load_time = time.perf_counter() - load_started if loaded else 0.0
-        _test_hooks(spec.prompt)
-
         def on_preview(step: int, frames: list[Image.Image], _noisy: bool) -> None:
             if frames:
                 png = jobs.preview_png(frames[0])
                 self.send(protocol.Preview(job_id=run.job_id, step=step, png=png))
 
-        with self._attached(job, engine):
-            images = engine.generate(
-                spec.prompt,
-                progress=_sampling_progress(job, engine, report),
-                preview=on_preview if spec.preview else None,
-                **spec.preview_options,
-                **spec.options,
-            )
-        report("saving", 0, len(images), force=True)
-        outputs = jobs.write_outputs(
-            images, run.output_dir, spec.output, lambda i, n: report("saving", i, n, force=True)
-        )
+        def generate() -> tuple[StableDiffusion, float, list[Image.Image]]:
+            engine, load_time = self._cached(spec.context_key, spec.context, load)
+            _test_hooks(spec.prompt)
+            with self._attached(job, engine):
+                images = engine.generate(
+                    spec.prompt,
+                    progress=_sampling_progress(job, engine, report),
+                    preview=on_preview if spec.preview else None,
+                    **spec.preview_options,
+                    **spec.options,
+                )
+            return engine, load_time, images
+
+        generating = self._engine.start(generate)
+        # Made while the engine works, not after it; removed again if no image comes.
+        output_dir = Path(run.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            engine, load_time, images = generating.result()
+        except BaseException:
+            with contextlib.suppress(OSError):
+                output_dir.rmdir()  # only if still empty
+            raise
+        outputs = jobs.write_outputs(images, run.output_dir, spec.output, _saving(report, images))
         width, height = images[0].size if images else (0, 0)
         result: protocol.JobResult = {
             "seeds": [int(image.info["seed"]) for image in images],
@@ -333,22 +337,20 @@ class Worker:
                 spec, StableDiffusion, lambda p: report("loading", p.step, p.total)
             )
 
-        load_started = time.perf_counter()
-        engine, loaded = self._models.get(
-            spec.context_key,
-            load,
-            lambda: jobs.check_files(spec.context),
-            label=jobs.model_label(spec.context),
-            size=jobs.context_bytes(spec.context),
-        )
-        load_time = time.perf_counter() - load_started if loaded else 0.0
-        _test_hooks(spec.prompt)
-        with self._attached(job, engine):
-            # no preview: the engine has no preview callback for video
-            frames = engine.generate_video(
-                spec.prompt, progress=_sampling_progress(job, engine, report), **spec.options
-            )
-        outputs = video.write_video_outputs(
+        def generate() -> tuple[StableDiffusion, float, list[Image.Image]]:
+            engine, load_time = self._cached(spec.context_key, spec.context, load)
+            _test_hooks(spec.prompt)
+            with self._attached(job, engine):
+                # no preview: the engine has no preview callback for video
+                frames = engine.generate_video(
+                    spec.prompt, progress=_sampling_progress(job, engine, report), **spec.options
+                )
+            return engine, load_time, frames
+
+        engine, load_time, frames = self._engine.run(generate)
+        # Encoding an animation takes seconds of every core: at the engine's priority too.
+        outputs = self._engine.run(
+            video.write_video_outputs,
             frames,
             run.output_dir,
             spec.output,
@@ -389,16 +391,19 @@ class Worker:
             report("loading", 0, 1, force=True)
             return Upscaler(spec.model, **spec.options)
 
-        load_started = time.perf_counter()
-        upscaler, loaded = self._upscalers.get(
-            spec.context_key, load, lambda: check_model_file(spec.model, "upscaler")
-        )
-        load_time = time.perf_counter() - load_started if loaded else 0.0
-        _check_cancel(job)  # the engine's upscaler has no cancel: the client's grace kill does
-        report("sampling", 0, 1, force=True)
-        started = time.perf_counter()
-        big = upscaler.upscale(image, spec.factor)
-        generation_time = time.perf_counter() - started
+        def upscale() -> tuple[float, float, Image.Image]:
+            load_started = time.perf_counter()
+            upscaler, loaded = self._upscalers.get(
+                spec.context_key, load, lambda: check_model_file(spec.model, "upscaler")
+            )
+            load_time = time.perf_counter() - load_started if loaded else 0.0
+            _check_cancel(job)  # the engine's upscaler has no cancel: the grace kill does
+            report("sampling", 0, 1, force=True)
+            started = time.perf_counter()
+            big = upscaler.upscale(image, spec.factor)
+            return load_time, time.perf_counter() - started, big
+
+        load_time, generation_time, big = self._engine.run(upscale)
         if text := image.info.get("parameters"):
             big.info["parameters"] = text  # an upscaled image keeps what made it
         report("saving", 0, 1, force=True)
@@ -439,6 +444,21 @@ def _sampling_progress(
             report("decoding", 0, 1, force=True)
 
     return on_progress
+
+
+def _saving(report: Reporter, images: list[Image.Image]) -> Callable[[int, int], None] | None:
+    """Progress of saving a batch, image by image. One image saves in about a millisecond and
+    ``done`` follows at once: a "saving" message then would only cost the server a wake-up
+    while the job's result waits behind it (measured ~0.3 ms each), so none is sent."""
+    if len(images) < 2:
+        return None
+    report("saving", 0, len(images), force=True)
+
+    def on_saved(saved: int, total: int) -> None:
+        if saved < total:  # the last one is announced by ``done``
+            report("saving", saved, total, force=True)
+
+    return on_saved
 
 
 def _check_cancel(job: _Job) -> None:
