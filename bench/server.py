@@ -199,17 +199,30 @@ class Servers:
             self.txt2img(4)
 
 
+def settle() -> None:
+    """Let the previous job's engine threads go to sleep before the next timed request.
+
+    Both engines use OpenMP, whose threads spin for several milliseconds after each parallel
+    region before they sleep. sd-server's spin at normal priority: a request timed right after
+    its job shared the CPUs with them (ours spin in the idle class and take nothing from it).
+    Measured: ours 7.6-7.8 ms without this pause, 6.4-6.7 ms with it (sd-server 2.0-2.4 both).
+    """
+    time.sleep(0.1)
+
+
 def overhead(bench: Bench, s: Servers) -> None:
     """(a) submit -> output ready, minus the engine's own generate time, on warm servers."""
     assert s.ours is not None and s.events is not None
     ours, theirs = [], []
     for _ in range(6 if bench.quick else 15):
+        settle()
         started = time.perf_counter()
         job_id = s.submit(s.ours.url, 4)
         done = s.events.wait([job_id])
         ours.append(done - started - s.job(s.ours.url, job_id)["result"]["generation_time"])
         assert s.theirs is not None
         since = len(s.theirs.lines)
+        settle()
         started = time.perf_counter()
         s.txt2img(4)
         wall = time.perf_counter() - started
