@@ -42,7 +42,7 @@ JOB_KINDS: frozenset[str] = frozenset(
     {"txt2img", "img2img", "inpainting", "controlnet", "upscale", "video", "convert"}
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: job_counts and its triggers
 # Portable on purpose (SQLite now, PostgreSQL when the queue is shared by many workers):
 # - only TEXT, INTEGER, BIGINT and DOUBLE PRECISION. Not REAL: on PostgreSQL that is a 4-byte
 #   float, which would round epoch seconds to about two minutes. SQLite maps each name to the
@@ -77,7 +77,31 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_status_seq ON jobs (status, seq);
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner);
+CREATE TABLE IF NOT EXISTS job_counts (
+    status TEXT PRIMARY KEY,
+    n      BIGINT NOT NULL
+);
 """
+# Jobs per status, kept by the database itself: queue events need the counts at every submit
+# and every job's end, and counting the table grows with it (3.7 ms at 100,000 jobs, on the
+# event loop) while these stay constant. Triggers count every writer (a CLI, a second server)
+# inside its own transaction. SQLite's trigger syntax; PostgreSQL gets the same three bodies as
+# one plpgsql trigger function when the queue moves there (the table above is portable).
+COUNT_TRIGGERS = (
+    """CREATE TRIGGER IF NOT EXISTS job_counts_insert AFTER INSERT ON jobs BEGIN
+        INSERT INTO job_counts (status, n) VALUES (NEW.status, 1)
+            ON CONFLICT (status) DO UPDATE SET n = n + 1;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS job_counts_delete AFTER DELETE ON jobs BEGIN
+        UPDATE job_counts SET n = n - 1 WHERE status = OLD.status;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS job_counts_update AFTER UPDATE OF status ON jobs
+    WHEN OLD.status <> NEW.status BEGIN
+        UPDATE job_counts SET n = n - 1 WHERE status = OLD.status;
+        INSERT INTO job_counts (status, n) VALUES (NEW.status, 1)
+            ON CONFLICT (status) DO UPDATE SET n = n + 1;
+    END""",
+)
 
 _COLUMNS = (
     "id, kind, status, params, owner, created_at, started_at, finished_at, attempts, crashes, "
@@ -172,14 +196,25 @@ class JobStore(SqliteStore):
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     cur.execute(statement)
-            row = cur.execute("SELECT MAX(version) FROM schema_version").fetchone()
-            if row[0] is None:
-                cur.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-            elif row[0] > SCHEMA_VERSION:
+            version = cur.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+            if version is not None and version > SCHEMA_VERSION:
                 raise RuntimeError(
-                    f"{self.path} has job schema version {row[0]}; this sdcpp knows up to "
+                    f"{self.path} has job schema version {version}; this sdcpp knows up to "
                     f"{SCHEMA_VERSION} (was it written by a newer version?)"
                 )
+            for trigger in COUNT_TRIGGERS:
+                cur.execute(trigger)
+            if version is None or version < 2:
+                # Counted once here, in the same transaction that starts keeping the counts.
+                cur.execute("DELETE FROM job_counts")
+                cur.execute(
+                    "INSERT INTO job_counts (status, n) SELECT status, COUNT(*) FROM jobs "
+                    "GROUP BY status"
+                )
+            if version is None:
+                cur.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif version < SCHEMA_VERSION:
+                cur.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     @property
     def schema_version(self) -> int:
@@ -248,7 +283,7 @@ class JobStore(SqliteStore):
         return int(self._read(f"SELECT COUNT(*) FROM jobs{where}", args)[0][0])
 
     def counts(self) -> dict[str, int]:
-        found = dict(self._read("SELECT status, COUNT(*) FROM jobs GROUP BY status"))
+        found = dict(self._read("SELECT status, n FROM job_counts"))
         return {status: int(found.get(status, 0)) for status in STATUSES}
 
     def position(self, job_id: str) -> int | None:

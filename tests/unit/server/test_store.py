@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sdcpp.server.store import SCHEMA, STATUSES, Job, JobStore, QueueFull
+from sdcpp.server.store import SCHEMA, SCHEMA_VERSION, STATUSES, Job, JobStore, QueueFull
 
 
 class Clock:
@@ -323,7 +323,7 @@ def test_persistence_and_pragmas(db: Path) -> None:
         s.claim_next("w")
         s.finish(job.id, "completed", outputs=["v.webm"], result={"generation_time": 1.5})
         queued = s.create("convert", {"type": "q8_0"})
-        assert s.schema_version == 1
+        assert s.schema_version == SCHEMA_VERSION == 2
     with JobStore(db) as s:
         done = s.get(job.id)
         assert done is not None and done.outputs == ["v.webm"]
@@ -380,3 +380,75 @@ def test_list_reuses_decoded_finished_jobs_only(store: JobStore, clock: Clock) -
     assert {job.id: job.error for job in store.list()}[b.id] == "boom"
     assert store.delete(a.id)
     assert [job.id for job in store.list()] == [b.id]
+
+
+def counted(db: Path) -> dict[str, int]:
+    """Jobs per status counted from the table itself, as a second connection sees them."""
+    conn = sqlite3.connect(db)
+    try:
+        found = dict(conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status"))
+    finally:
+        conn.close()
+    return {status: found.get(status, 0) for status in STATUSES}
+
+
+def test_counts_follow_every_transition(store: JobStore, db: Path) -> None:
+    jobs = fill(store, 6, owner="u1")
+    checks = [
+        lambda: store.claim_next("w"),
+        lambda: store.finish(jobs[0].id, "completed", outputs=["a.png"]),
+        lambda: store.claim_next("w"),
+        lambda: store.record_crash(jobs[1].id, "SIGSEGV"),  # back to queued
+        lambda: store.claim_next("w"),
+        lambda: store.record_crash(jobs[1].id, "SIGSEGV"),  # failed for good
+        lambda: store.cancel(jobs[2].id),
+        lambda: store.claim_next("w"),
+        lambda: store.finish(jobs[3].id, "completed"),
+        lambda: store.finish(jobs[3].id, "failed"),  # refused: already finished
+        lambda: store.delete(jobs[0].id),
+        lambda: store.claim_next("w"),
+        lambda: store.recover(max_attempts=1),  # processing -> failed
+        lambda: store.clear_queued(owner="u1"),
+    ]
+    for step in checks:
+        step()
+        assert store.counts() == counted(db)
+    assert store.counts() == {
+        "queued": 0,
+        "processing": 0,
+        "completed": 1,
+        "failed": 2,
+        "cancelled": 2,
+    }
+
+
+def test_a_version_1_database_gets_its_counts(db: Path) -> None:
+    with JobStore(db) as s:
+        a, b, _ = fill(s, 3)
+        s.claim_next("w")
+        s.finish(a.id, "completed")
+    # what version 1 wrote: the jobs table alone, no counts
+    conn = sqlite3.connect(db)
+    try:
+        for trigger in ("job_counts_insert", "job_counts_delete", "job_counts_update"):
+            conn.execute(f"DROP TRIGGER {trigger}")
+        conn.execute("DROP TABLE job_counts")
+        conn.execute("UPDATE schema_version SET version = 1")
+        conn.commit()
+    finally:
+        conn.close()
+    with JobStore(db) as s:
+        assert s.schema_version == 2
+        assert (
+            s.counts()
+            == counted(db)
+            == {
+                "queued": 2,
+                "processing": 0,
+                "completed": 1,
+                "failed": 0,
+                "cancelled": 0,
+            }
+        )
+        s.cancel(b.id)
+        assert s.counts() == counted(db)
