@@ -273,7 +273,7 @@ class JobService:
         a shutdown interrupted it (it stays 'processing' and is re-queued at the next start)."""
         self.current, self.current_kind = job.id, job.kind
         self.live[job.id] = LiveState(phase="starting")
-        self._publish_job(job.id)
+        self._publish_view(job)  # the record claim_next() returned: no read before the worker
         final = self._runner(job.kind).run(
             job.id,
             job.kind,

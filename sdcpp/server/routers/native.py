@@ -69,7 +69,7 @@ DISCONNECT_CHECK = 0.5  # seconds between checks that a waiting /api/v1/generate
 
 # -- generation ---------------------------------------------------------------------------
 def _queued(job: Any) -> JSONResponse:
-    return JSONResponse(
+    return FastJSONResponse(
         {
             "request_id": job.id,
             "job_id": job.id,
