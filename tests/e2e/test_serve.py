@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -126,6 +127,28 @@ def test_cancel_running_job(server: Server) -> None:
     job = server.wait(job_id)
     assert job["status"] == "cancelled"
     assert time.monotonic() - started < 5  # stops at the next step, not after 150
+
+
+def test_v1_generate_waits_for_the_images_and_cancels_when_its_client_leaves(
+    server: Server,
+) -> None:
+    answer = server.post("/api/v1/generate", REQUEST)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["status"] == "completed" and body["generation_time"] > 0
+    (image,) = body["images"]
+    assert base64.b64decode(image["data"])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert image["seed"] == REQUEST["seed"] and image["parameters"].startswith("a red fox")
+
+    # a client that stops waiting: its job is cancelled rather than left to run 150 steps
+    long = {**REQUEST, "steps": 150}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{server.url}/api/v1/generate", json=long, timeout=httpx.Timeout(30, read=1))
+    jobs = server.get("/api/queue/status").json()["queue"]["jobs"]
+    (left,) = [job for job in jobs if job["total_steps"] == 150]
+    started = time.monotonic()
+    assert server.wait(left["id"], timeout=30)["status"] == "cancelled"
+    assert time.monotonic() - started < 10
 
 
 def test_sse_streams_job_updates(server: Server) -> None:
