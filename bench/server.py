@@ -7,7 +7,6 @@ seed, sampler, cfg and threads for ours, sd-server and sd-cli.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import shutil
@@ -26,6 +25,7 @@ import numpy as np
 from .baselines import build_sd_server
 from .cancel import cancels
 from .events import FINAL, JobEvents
+from .loadgen import load
 from .run import Row, fmt, timed_process, verdict
 
 if TYPE_CHECKING:
@@ -316,47 +316,6 @@ def sequence(bench: Bench, s: Servers) -> None:
     )
 
 
-async def open_loop(
-    base: str, paths: list[str], rate: float, seconds: float
-) -> tuple[dict[str, list[float]], int]:
-    """GET ``paths`` in turn at ``rate``/s for ``seconds``: latencies (ms) per path, errors.
-
-    Open loop: request i starts at t0 + i/rate whether or not earlier ones answered, so a slow
-    server cannot slow the load down. Bounded: rate*seconds requests, 2 s timeout each, at most
-    8 connections. Every request opens a new connection, for both servers: on a kept-alive
-    connection sd-server stalls ~44 ms per GET (a delayed-ACK/Nagle interaction), which would
-    measure its socket handling rather than its behaviour during generation.
-    """
-    latencies: dict[str, list[float]] = {p: [] for p in paths}
-    errors = 0
-    limits = httpx.Limits(max_connections=8, max_keepalive_connections=0)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=2) as client:
-
-        async def one(path: str) -> None:
-            nonlocal errors
-            started = time.perf_counter()
-            try:
-                response = await client.get(path)
-                ok = response.status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            if ok:
-                latencies[path].append((time.perf_counter() - started) * 1000)
-            else:
-                errors += 1
-
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
-        tasks = []
-        for i in range(int(rate * seconds)):
-            delay = t0 + i / rate - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(paths[i % len(paths)])))
-        await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)
-    return latencies, errors
-
-
 def percentiles(values: list[float]) -> str:
     p50, p99 = np.percentile(values, [50, 99])
     return f"p50 {p50:.2f} / p99 {p99:.2f} ms (n={len(values)})"
@@ -381,7 +340,7 @@ def control_plane(bench: Bench, s: Servers, rate: float = 200, seconds: float = 
         while s.job(s.ours.url, job_id).get("current_step", 0) < 1:  # sampling, not loading
             assert time.monotonic() < deadline, "long job never started"
             time.sleep(0.05)
-        got, errors = asyncio.run(open_loop(s.ours.url, paths, rate, seconds))
+        got, errors = load(s.ours.url, paths, rate, seconds)
         ours_errors += errors
         for path, values in got.items():
             ours[path] += values
@@ -391,7 +350,7 @@ def control_plane(bench: Bench, s: Servers, rate: float = 200, seconds: float = 
         worker = threading.Thread(target=s.txt2img, args=(steps,))
         worker.start()
         time.sleep(1.0)  # past text encoding: its sync request gives no progress to wait on
-        got, errors = asyncio.run(open_loop(s.theirs.url, ["/sdapi/v1/samplers"], rate, seconds))
+        got, errors = load(s.theirs.url, ["/sdapi/v1/samplers"], rate, seconds)
         theirs_errors += errors
         theirs += got["/sdapi/v1/samplers"]
         theirs_busy &= worker.is_alive()
