@@ -45,7 +45,7 @@ def check_model_file(path: str | os.PathLike[str], role: str = "model") -> Path:
 def _looks_like_safetensors(head: bytes, size: int) -> bool:
     if len(head) < 8:
         return False
-    (length,) = struct.unpack("<Q", head)
+    length: int = struct.unpack("<Q", head)[0]
     return 2 <= length <= min(size - 8, _safetensors.MAX_HEADER_BYTES)
 
 

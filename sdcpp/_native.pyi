@@ -1,7 +1,6 @@
 """Type stub of the raw binding (csrc/). Use the sdcpp package instead of this module."""
 
 from collections.abc import Callable
-from enum import Enum
 from typing import Any, ClassVar
 
 import numpy as np
@@ -12,7 +11,21 @@ Image = npt.NDArray[np.uint8]  # (H, W) or (H, W, C), C-contiguous
 HAS_CANCEL: bool
 __version__: str
 
-class _EngineEnum(Enum):
+class _PybindEnum:
+    """pybind11's enums: not ``enum.Enum`` (no iteration), but named, int-valued members."""
+
+    __members__: ClassVar[dict[str, Any]]
+    def __init__(self, value: int) -> None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> int: ...
+    def __int__(self) -> int: ...
+    def __index__(self) -> int: ...
+    def __hash__(self) -> int: ...
+    def __eq__(self, other: object) -> bool: ...
+
+class _EngineEnum(_PybindEnum):
     @property
     def library_name(self) -> str: ...
     @classmethod
@@ -52,13 +65,13 @@ class Preview(_EngineEnum):
 class LoraApplyMode(_EngineEnum): ...
 class HiresUpscaler(_EngineEnum): ...
 
-class LogLevel(Enum):
+class LogLevel(_PybindEnum):
     DEBUG: ClassVar[LogLevel]
     INFO: ClassVar[LogLevel]
     WARN: ClassVar[LogLevel]
     ERROR: ClassVar[LogLevel]
 
-class CacheMode(Enum):
+class CacheMode(_PybindEnum):
     DISABLED: ClassVar[CacheMode]
     EASYCACHE: ClassVar[CacheMode]
     UCACHE: ClassVar[CacheMode]

@@ -119,7 +119,7 @@ def save(
             array = np.asarray(value() if callable(value) else value, dtype=dtype, order="C")
             if tuple(array.shape) != shape:
                 raise ValueError(f"{name}: produced shape {array.shape}, declared {shape}")
-            yield memoryview(array).cast("B")
+            yield array.data.cast("B")
 
     atomic_write(path, chunks())
 

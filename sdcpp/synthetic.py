@@ -47,7 +47,7 @@ VARIANTS = ("sd1", "sd1_tiny", "sdxs")
 TINY_VARIANT = "sdxs"
 #: What sd.cpp's log line "Version: ..." says for each variant.
 ENGINE_VERSION_NAMES = {"sd1": "SD 1.x", "sd1_tiny": "SD 1.x Tiny UNet", "sdxs": "SDXS (512-DS)"}
-DTYPES = {"f16": np.dtype("<f2"), "f32": np.dtype("<f4")}
+DTYPES: dict[str, np.dtype[Any]] = {"f16": np.dtype("<f2"), "f32": np.dtype("<f4")}
 
 _UNET = "model.diffusion_model."
 _VAE = "first_stage_model."

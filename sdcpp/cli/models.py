@@ -126,4 +126,6 @@ def run_detect(args: argparse.Namespace) -> int:
 
 
 def _detection_dict(d: Any) -> dict[str, Any]:
-    return dataclasses.asdict(d) if dataclasses.is_dataclass(d) else dict(vars(d))
+    if dataclasses.is_dataclass(d) and not isinstance(d, type):
+        return dataclasses.asdict(d)
+    return dict(vars(d))

@@ -145,4 +145,4 @@ def create_app(
         middleware=middleware,
         exception_handlers=handlers,
         lifespan=lifespan,
-    )  # type: ignore[arg-type]
+    )

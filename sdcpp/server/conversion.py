@@ -265,8 +265,8 @@ def _tensors(path: Path) -> Iterator[tuple[str, tuple[int, ...], float]]:
                 start, end = info["data_offsets"]
                 yield name, shape, (end - start) / (math.prod(shape) or 1)
             return
-        for name, shape in read(path).shapes.items():  # .ckpt: shapes only, dtype unknown
-            yield name, tuple(shape or ()), 4.0
+        for name, dims in read(path).shapes.items():  # .ckpt: shapes only, dtype unknown
+            yield name, tuple(dims or ()), 4.0
     except (ModelLoadError, GGUFError, OSError, ValueError, KeyError, TypeError) as exc:
         raise InvalidArgument(f"cannot read the tensors of {path.name}: {exc}") from None
 

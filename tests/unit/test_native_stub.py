@@ -8,7 +8,7 @@ from pathlib import Path
 from sdcpp import _native
 
 STUB = Path(__file__).resolve().parents[2] / "sdcpp" / "_native.pyi"
-PRIVATE_TO_STUB = {"Image", "ProgressFn", "PreviewFn", "_EngineEnum"}
+PRIVATE_TO_STUB = {"Image", "ProgressFn", "PreviewFn", "_EngineEnum", "_PybindEnum"}
 
 
 def stub_names() -> set[str]:

@@ -55,12 +55,13 @@ class _WithPeer:
 def with_peer_credentials(protocol_class: type[Any]) -> type[Any]:
     """A subclass of a uvicorn HTTP or WebSocket protocol that records peer credentials."""
 
-    class PeerCredentialsProtocol(protocol_class):  # type: ignore[misc, valid-type]
+    class PeerCredentialsProtocol(protocol_class):  # type: ignore[misc]
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             creds = peer_credentials(transport.get_extra_info("socket"))
             if creds is not None:
-                self.app = _WithPeer(self.app, creds)
+                # ``app`` is set by uvicorn's protocol __init__ (a base mypy cannot see)
+                self.app = _WithPeer(self.app, creds)  # type: ignore[has-type]
 
     PeerCredentialsProtocol.__name__ = f"PeerCredentials{protocol_class.__name__}"
     return PeerCredentialsProtocol
