@@ -9,7 +9,7 @@ the class from this one.
 Only the engine's calls, though: the worker's own work around a job (reading the request,
 encoding and writing the images, reporting) takes about a millisecond per job and stays at the
 worker's normal priority. In the idle class it waited behind every runnable task of the server
-and of its clients, which put ~1 ms on every job's latency (submit -> ready, bench/server.py).
+and of its clients, which put ~0.7 ms on every job's latency (submit -> ready, traced).
 
 One thread, so the engine's process-global callbacks (progress, preview, log) are only ever
 set by one call at a time, and every native context is used from the thread that made it.
