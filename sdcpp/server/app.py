@@ -28,7 +28,7 @@ from .openapi import build_openapi
 from .routers import auth as auth_api
 from .routers import images, models, native, system
 from .settings import Settings
-from .store import JobStore
+from .store import JobStore, QueueFull
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def create_app(
     middleware.append(Middleware(AuthMiddleware))
     # Specific types are handled by Starlette's ExceptionMiddleware; `Exception` (the last resort)
     # by ServerErrorMiddleware, which also re-raises for the server log.
-    handled = (ApiError, HTTPException, SdcppError, ValidationError, Exception)
+    handled = (ApiError, HTTPException, SdcppError, ValidationError, QueueFull, Exception)
     handlers = dict.fromkeys(handled, error_response)
     return Starlette(
         # every route behind its access rule (auth/permissions.py)

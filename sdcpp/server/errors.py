@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from .. import errors as lib
+from .store import QueueFull
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +70,16 @@ def envelope(request: Request | None, status: int, code: str, message: str) -> d
     }
 
 
+def queue_full(exc: QueueFull) -> ApiError:
+    """503 with Retry-After: roughly when the running job frees a slot (the store's estimate)."""
+    headers = {"Retry-After": str(exc.retry_after)}
+    return ApiError(503, "QUEUE_FULL", "the queue is full, try again later", headers=headers)
+
+
 def error_response(request: Request, exc: Exception) -> JSONResponse:
     headers: dict[str, str] | None = None
+    if isinstance(exc, QueueFull):
+        exc = queue_full(exc)
     if isinstance(exc, ApiError):
         status, code, message, headers = exc.status, exc.code, exc.message, exc.headers
     elif isinstance(exc, HTTPException):

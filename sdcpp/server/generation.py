@@ -25,7 +25,7 @@ from .schemas.native import (
     VideoGenerateRequest,
 )
 from .settings import Settings
-from .store import Job, QueueFull
+from .store import Job
 
 _IMAGE_TYPES = ModelType.CHECKPOINT | ModelType.DIFFUSION_MODEL
 # Detection ids of the video families (Wan 2.1/2.2 variants, LTX-Video).
@@ -66,7 +66,7 @@ class GenerationService:
             params["control_strength"], params["canny"] = req.control_strength, req.canny
             if req.control_net:
                 params["control_net"] = self._resolve(req.control_net, ModelType.CONTROLNET)
-        return self._queue(kind, params, owner, job_id)
+        return self.jobs.submit(kind, params, owner=owner, job_id=job_id)
 
     def submit_upscale(self, req: UpscaleRequest, owner: str | None = None) -> Job:
         job_id = uuid.uuid4().hex
@@ -83,7 +83,7 @@ class GenerationService:
         }
         if self.settings.threads:
             params["n_threads"] = self.settings.threads
-        return self._queue("upscale", params, owner, job_id)
+        return self.jobs.submit("upscale", params, owner=owner, job_id=job_id)
 
     def submit_video(self, req: VideoGenerateRequest, owner: str | None = None) -> Job:
         """Queue a video job. The worker plans the companions (VAE, UMT5, CLIP vision, the
@@ -109,7 +109,7 @@ class GenerationService:
             params["output_quality"] = req.output_quality
         if self.settings.threads and "n_threads" not in params:
             params["n_threads"] = self.settings.threads
-        return self._queue("video", params, owner, job_id)
+        return self.jobs.submit("video", params, owner=owner, job_id=job_id)
 
     # -- helpers -------------------------------------------------------------------------
     def _video_model(self, name: str | None) -> str:
@@ -156,17 +156,6 @@ class GenerationService:
                 "INVALID_PARAMETERS",
                 f"{field} is {width}x{height}, the video {params['width']}x{params['height']}",
             )
-
-    def _queue(self, kind: str, params: dict[str, Any], owner: str | None, job_id: str) -> Job:
-        try:
-            return self.jobs.submit(kind, params, owner=owner, job_id=job_id)
-        except QueueFull as exc:
-            raise ApiError(
-                503,
-                "QUEUE_FULL",
-                "the queue is full, try again later",
-                headers={"Retry-After": str(exc.retry_after)},
-            ) from None
 
     def _image(self, text: str, field: str) -> Any:
         return decode_image(text, field, self.settings.max_image_pixels)

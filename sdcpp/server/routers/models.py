@@ -34,7 +34,6 @@ from ..auth.identity import identity_of
 from ..errors import ApiError
 from ..schemas.models import ConvertRequest, ValidateRequest
 from ..schemas.native import ModelBatchRequest, ModelIdRequest
-from ..store import QueueFull
 from .native import body
 
 T = TypeVar("T")
@@ -240,13 +239,6 @@ async def model_convert(request: Request) -> JSONResponse:
         job, plan = await run_in_threadpool(submit)
     except ModelNotFoundError as exc:
         raise ApiError(404, "MODEL_NOT_FOUND", str(exc)) from None
-    except QueueFull as exc:
-        raise ApiError(
-            503,
-            "QUEUE_FULL",
-            "the queue is full, try again later",
-            headers={"Retry-After": str(exc.retry_after)},
-        ) from None
     return JSONResponse(
         {
             "request_id": job.id,

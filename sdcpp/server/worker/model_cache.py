@@ -3,9 +3,9 @@
 Up to ``max_models`` contexts stay loaded while their estimated sizes fit ``budget_bytes`` (0:
 no budget). Loading one more evicts the least recently used until it fits; a model larger than
 the whole budget is still loaded, alone. ``keep_alive`` seconds (0: forever) unloads a model
-nobody used for that long, like Ollama's keep_alive: ``evict_idle()`` does it, called by the
-worker's generation thread between jobs, because contexts must be closed on the thread that
-owns them.
+nobody used for that long, like Ollama's keep_alive: ``evict_idle()`` does it, called on the
+worker's engine thread between jobs, because contexts must be closed on the thread that owns
+them.
 
 Sizes are estimates from the files a context loads (weights in memory are about their file
 size on CPU); measuring RSS would count what the allocator keeps, not what a close frees.

@@ -44,7 +44,6 @@ from . import jobs, protocol, video
 from .engine_thread import EngineThread
 from .model_cache import ModelCache
 from .reporting import ForwardHandler, Reporter
-from .slots import ModelSlot
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +102,7 @@ class Worker:
         self._early_cancels: set[str] = set()
         self._runs: queue.Queue[Queued | None] = queue.Queue()
         self._stopping = threading.Event()
-        self._upscalers: ModelSlot[Upscaler] = ModelSlot()
+        self._upscalers: ModelCache[Upscaler] = ModelCache(max_models=1)  # one at a time
         self._registries: dict[str, ModelRegistry] = {}  # video jobs plan from models dirs
         self._reported: tuple[list[str], int] = ([], 0)  # what the server was last told
 

@@ -156,6 +156,7 @@ def test_queue_full_is_503_with_retry_after(client: TestClient) -> None:
     assert codes.count(503) >= 1
     r = client.post("/api/generate/text2img", json={"prompt": "x"})
     assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 1
+    assert r.json()["error"]["code"] == "QUEUE_FULL"
     assert client.post("/api/queue/clear").json()["cleared"] >= 1
 
 

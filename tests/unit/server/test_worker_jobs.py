@@ -12,6 +12,7 @@ from PIL import Image
 
 from sdcpp import InvalidArgument, Lora, ModelLoadError, read_parameters
 from sdcpp.server.worker import jobs, process, protocol, reporting
+from sdcpp.server.worker.model_cache import ModelCache
 
 PARAMS = "a cat\nSteps: 1, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 64x64"
 
@@ -162,8 +163,8 @@ class _Model:
         self.closed = True
 
 
-def test_model_slot_keeps_one_and_checks_before_unloading() -> None:
-    slot: process.ModelSlot[_Model] = process.ModelSlot()
+def test_the_upscaler_cache_keeps_one_and_checks_before_unloading() -> None:
+    slot: ModelCache[_Model] = ModelCache(max_models=1)  # as the worker holds upscalers
     first, loaded = slot.get("a", lambda: _Model("a"))
     assert loaded and slot.get("a", lambda: _Model("again")) == (first, False)
 
