@@ -42,7 +42,7 @@ JOB_KINDS: frozenset[str] = frozenset(
     {"txt2img", "img2img", "inpainting", "controlnet", "upscale", "video", "convert"}
 )
 
-SCHEMA_VERSION = 2  # 2: job_counts and its triggers
+SCHEMA_VERSION = 3  # 2: job_counts and its triggers; 3: heartbeat_at, last_error(_at)
 # Portable on purpose (SQLite now, PostgreSQL when the queue is shared by many workers):
 # - only TEXT, INTEGER, BIGINT and DOUBLE PRECISION. Not REAL: on PostgreSQL that is a 4-byte
 #   float, which would round epoch seconds to about two minutes. SQLite maps each name to the
@@ -73,7 +73,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     outputs       TEXT NOT NULL DEFAULT '[]',
     result        TEXT NOT NULL DEFAULT '{}',
     lease_owner   TEXT,
-    lease_expires DOUBLE PRECISION
+    lease_expires DOUBLE PRECISION,
+    heartbeat_at  DOUBLE PRECISION,
+    last_error    TEXT,
+    last_error_at DOUBLE PRECISION
 );
 CREATE INDEX IF NOT EXISTS jobs_status_seq ON jobs (status, seq);
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner);
@@ -105,7 +108,14 @@ COUNT_TRIGGERS = (
 
 _COLUMNS = (
     "id, kind, status, params, owner, created_at, started_at, finished_at, attempts, crashes, "
-    "error, outputs, result, lease_owner, lease_expires, seq"
+    "error, outputs, result, lease_owner, lease_expires, seq, heartbeat_at, last_error, "
+    "last_error_at"
+)
+# Added by schema 3 (ALTER TABLE ... ADD COLUMN: the same statement on SQLite and PostgreSQL).
+_V3_COLUMNS = (
+    ("heartbeat_at", "DOUBLE PRECISION"),
+    ("last_error", "TEXT"),
+    ("last_error_at", "DOUBLE PRECISION"),
 )
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 _NO_LEASE = "lease_owner = NULL, lease_expires = NULL"
@@ -131,6 +141,11 @@ class Job:
     lease_owner: str | None
     lease_expires: float | None
     seq: int
+    # Leases (schema 3): the lease holder renews ``lease_expires`` and ``heartbeat_at`` while
+    # the job runs; every crash or lost lease is kept in ``last_error`` even when re-queued.
+    heartbeat_at: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # deep copy: callers may mutate freely
@@ -138,11 +153,11 @@ class Job:
     @classmethod
     def _from_row(cls, row: Sequence[Any]) -> Job:
         (id_, kind, status, params, owner, created, started, finished, attempts, crashes, error,
-         outputs, result, lease_owner, lease_expires, seq) = row  # fmt: skip
+         outputs, result, lease_owner, lease_expires, seq, *lease) = row  # fmt: skip
         return cls(
             id_, kind, status, json.loads(params), owner, created, started, finished,
             attempts, crashes, error, json.loads(outputs), json.loads(result),
-            lease_owner, lease_expires, seq,
+            lease_owner, lease_expires, seq, *lease,
         )  # fmt: skip
 
 
@@ -196,6 +211,10 @@ class JobStore(SqliteStore):
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     cur.execute(statement)
+            have = {row[1] for row in cur.execute("PRAGMA table_info(jobs)").fetchall()}
+            for name, kind in _V3_COLUMNS:  # a version 1 or 2 table: add the lease columns
+                if name not in have:
+                    cur.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
             version = cur.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
             if version is not None and version > SCHEMA_VERSION:
                 raise RuntimeError(
@@ -297,10 +316,11 @@ class JobStore(SqliteStore):
     def claim_next(self, worker_id: str, lease_seconds: float = 300.0) -> Job | None:
         # On PostgreSQL the subquery gains FOR UPDATE SKIP LOCKED so claimers don't queue up.
         now = self._clock()
-        sets = (now, worker_id, now + lease_seconds)
+        sets = (now, worker_id, now + lease_seconds, now)
         update = (
             "UPDATE jobs SET status = 'processing', started_at = ?, attempts = attempts + 1, "
-            "lease_owner = ?, lease_expires = ? WHERE status = 'queued' AND id = "
+            "lease_owner = ?, lease_expires = ?, heartbeat_at = ? "
+            "WHERE status = 'queued' AND id = "
         )
         pick = "SELECT id FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1"
         with self._write() as cur:
@@ -313,11 +333,13 @@ class JobStore(SqliteStore):
             return self._fetch(cur, picked[0])
 
     def renew_lease(self, job_id: str, worker_id: str, lease_seconds: float = 300.0) -> bool:
+        """The heartbeat: extend ``worker_id``'s lease; False if it no longer holds it."""
+        now = self._clock()
         with self._write() as cur:
             cur.execute(
-                "UPDATE jobs SET lease_expires = ? WHERE id = ? AND lease_owner = ? "
-                "AND status = 'processing'",
-                (self._clock() + lease_seconds, job_id, worker_id),
+                "UPDATE jobs SET lease_expires = ?, heartbeat_at = ? WHERE id = ? "
+                "AND lease_owner = ? AND status = 'processing'",
+                (now + lease_seconds, now, job_id, worker_id),
             )
             return cur.rowcount == 1
 
@@ -391,9 +413,12 @@ class JobStore(SqliteStore):
     def record_crash(self, job_id: str, reason: str, max_crashes: int = 2) -> Job:
         """The worker died running this job: re-queue it, or fail it after ``max_crashes``.
 
-        A re-queued job keeps its ``seq``; it was the oldest queued job when claimed, so it
-        runs next. Raises KeyError for an unknown job, ValueError if it is not processing.
+        Either way the crash is kept: ``crashes`` + 1, ``last_error`` = ``reason`` (it names
+        the signal), ``last_error_at``. A re-queued job keeps its ``seq``; it was the oldest
+        queued job when claimed, so it runs next. Raises KeyError for an unknown job,
+        ValueError if it is not processing.
         """
+        now = self._clock()
         with self._write() as cur:
             job = self._fetch(cur, job_id)
             if job is None:
@@ -404,40 +429,78 @@ class JobStore(SqliteStore):
             if crashes >= max_crashes:
                 error = f"{reason} (not retried: crashed the worker {crashes} times)"
                 sql = "status = 'failed', finished_at = ?, error = ?"
-                args: tuple[Any, ...] = (self._clock(), error)
+                args: tuple[Any, ...] = (now, error)
             else:
                 sql, args = "status = 'queued', started_at = NULL", ()
             cur.execute(
-                f"UPDATE jobs SET {sql}, crashes = ?, {_NO_LEASE} WHERE id = ?",
-                (*args, crashes, job_id),
+                f"UPDATE jobs SET {sql}, crashes = ?, last_error = ?, last_error_at = ?, "
+                f"{_NO_LEASE} WHERE id = ?",
+                (*args, crashes, reason, now, job_id),
             )
             updated = self._fetch(cur, job_id)
         assert updated is not None
         return updated
 
-    def recover(self, max_attempts: int = 2) -> tuple[builtins.list[str], builtins.list[str]]:
-        """At start-up: re-queue (or fail) every job a previous process left 'processing'.
+    def release(self, job_id: str, worker_id: str, reason: str) -> Job | None:
+        """Give a running job back to the queue without counting the attempt (a shutdown
+        stopped it, not the job's fault); ``None`` if ``worker_id`` no longer holds it."""
+        with self._write() as cur:
+            cur.execute(
+                "UPDATE jobs SET status = 'queued', started_at = NULL, attempts = attempts - 1, "
+                f"last_error = ?, last_error_at = ?, {_NO_LEASE} "
+                "WHERE id = ? AND status = 'processing' AND lease_owner = ?",
+                (reason, self._clock(), job_id, worker_id),
+            )
+            return self._fetch(cur, job_id) if cur.rowcount == 1 else None
 
-        Single-server only: with several workers on one queue, use expired_leases() instead.
+    def recover(
+        self,
+        max_attempts: int = 2,
+        *,
+        expired_only: bool = False,
+        keep_owner: str | None = None,
+    ) -> tuple[builtins.list[str], builtins.list[str]]:
+        """Re-queue (or fail, after ``max_attempts``) jobs whose lease holder is gone.
+
+        ``expired_only=False`` (start-up of the one server on a data dir): every 'processing'
+        job, because the data dir lock (``datadir.py``) proves no other process holds a
+        lease here. ``expired_only=True`` (the periodic sweep, and the only mode once many
+        workers share a PostgreSQL queue): only leases whose ``lease_expires`` has passed,
+        never those of ``keep_owner`` (this process: its running job has a watchdog).
+        Each job recovered keeps why in ``last_error``.
         """
+        now = self._clock()
+        where = "status = 'processing'"
+        args: builtins.list[Any] = []
+        if expired_only:
+            where += " AND lease_expires < ?"
+            args.append(now)
+        if keep_owner is not None:
+            where += " AND (lease_owner IS NULL OR lease_owner <> ?)"
+            args.append(keep_owner)
         with self._write() as cur:
             rows = cur.execute(
-                "SELECT id, attempts FROM jobs WHERE status = 'processing' ORDER BY seq"
+                f"SELECT id, attempts, lease_owner FROM jobs WHERE {where} ORDER BY seq", args
             ).fetchall()
-            requeued = [(job_id,) for job_id, attempts in rows if attempts < max_attempts]
-            failed = [
-                (self._clock(), job_id) for job_id, attempts in rows if attempts >= max_attempts
-            ]
+            requeued, failed = [], []
+            for job_id, attempts, holder in rows:
+                why = f"lease of {holder or 'an earlier server'} lost (server stopped or died)"
+                if attempts < max_attempts:
+                    requeued.append((why, now, job_id))
+                else:
+                    failed.append((now, why, now, job_id))
             cur.executemany(
-                f"UPDATE jobs SET status = 'queued', started_at = NULL, {_NO_LEASE} WHERE id = ?",
+                "UPDATE jobs SET status = 'queued', started_at = NULL, last_error = ?, "
+                f"last_error_at = ?, {_NO_LEASE} WHERE id = ?",
                 requeued,
             )
             cur.executemany(
                 "UPDATE jobs SET status = 'failed', finished_at = ?, "
-                f"error = 'interrupted by a server restart', {_NO_LEASE} WHERE id = ?",
+                "error = 'interrupted by a server restart', last_error = ?, last_error_at = ?, "
+                f"{_NO_LEASE} WHERE id = ?",
                 failed,
             )
-        return [job_id for (job_id,) in requeued], [job_id for _, job_id in failed]
+        return [row[-1] for row in requeued], [row[-1] for row in failed]
 
     # Last in the class body: below this line the name ``list`` would mean this method.
     def list(

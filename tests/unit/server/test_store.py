@@ -323,7 +323,7 @@ def test_persistence_and_pragmas(db: Path) -> None:
         s.claim_next("w")
         s.finish(job.id, "completed", outputs=["v.webm"], result={"generation_time": 1.5})
         queued = s.create("convert", {"type": "q8_0"})
-        assert s.schema_version == SCHEMA_VERSION == 2
+        assert s.schema_version == SCHEMA_VERSION == 3
     with JobStore(db) as s:
         done = s.get(job.id)
         assert done is not None and done.outputs == ["v.webm"]
@@ -438,7 +438,7 @@ def test_a_version_1_database_gets_its_counts(db: Path) -> None:
     finally:
         conn.close()
     with JobStore(db) as s:
-        assert s.schema_version == 2
+        assert s.schema_version == SCHEMA_VERSION
         assert (
             s.counts()
             == counted(db)
