@@ -41,12 +41,29 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve.add_argument("--uds", help="also listen on this unix socket (with --auth unix: peer uid)")
     serve.add_argument("--pam-service", help="PAM service name, /etc/pam.d/NAME (default sdcpp)")
     serve.add_argument("--admin-group", help="system group whose members are admins")
+    serve.add_argument(
+        "--shutdown-grace",
+        type=float,
+        help="on SIGTERM/SIGINT: new jobs get 503, reads go on, and the running job has this "
+        "many seconds to finish before it is cancelled and re-queued; a second signal "
+        "cancels at once (default 10)",
+    )
+    serve.add_argument(
+        "--job-timeout",
+        type=float,
+        help="fail a running job that reports no progress for this many seconds, killing "
+        "its worker (default 0: never)",
+    )
+    serve.add_argument(
+        "--max-crashes", type=int, help="worker crashes before a job fails for good (default 2)"
+    )
     serve.add_argument("--config", help="JSON or TOML file with any of these settings")
     serve.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..server import Settings, create_app, listen
+    from ..server.datadir import DataDirBusy, DataDirLock
 
     cli = {
         k: getattr(args, k)
@@ -67,9 +84,17 @@ def run(args: argparse.Namespace) -> int:
             "uds",
             "pam_service",
             "admin_group",
+            "shutdown_grace",
+            "job_timeout",
+            "max_crashes",
         )
     }
     settings = Settings.load(cli=cli, config_file=args.config)
+    try:  # before the port is bound: a second server on this dir changes nothing
+        data_lock = DataDirLock(settings.data_dir).acquire()
+    except DataDirBusy as exc:
+        logger.error("%s", exc)
+        return 1
     if not _is_loopback(settings.host) and settings.auth_methods == ("none",):
         logger.warning(
             "LISTENING ON %s WITHOUT AUTHENTICATION: anyone who can reach this port "
@@ -85,11 +110,12 @@ def run(args: argparse.Namespace) -> int:
         settings.models_path,
     )
     listen.run(
-        create_app(settings),
+        create_app(settings, data_lock=data_lock),
         settings,
         log_level="warning",
         access_log=False,
-        timeout_graceful_shutdown=int(settings.shutdown_grace),
+        # the job drain (listen.py) has used the grace by the time uvicorn closes connections
+        timeout_graceful_shutdown=1,
     )
     return 0
 

@@ -19,6 +19,7 @@ from ..errors import InvalidArgument, SdcppError
 from ..registry import ModelRegistry
 from .auth import AuthMiddleware, AuthService, guard_routes
 from .auth.permissions import access_of
+from .datadir import DataDirLock
 from .errors import ApiError, error_response
 from .events import EventBus
 from .generation import GenerationService
@@ -57,10 +58,15 @@ def default_converter(settings: Settings, registry: ModelRegistry) -> Any:
 
 
 def create_app(
-    settings: Settings | None = None, *, engine: Any = None, converter: Any = None
+    settings: Settings | None = None,
+    *,
+    engine: Any = None,
+    converter: Any = None,
+    data_lock: DataDirLock | None = None,
 ) -> Starlette:
     """The server app. ``engine`` replaces the worker client, ``converter`` the runner of
-    ``convert`` jobs (tests use fake ones)."""
+    ``convert`` jobs (tests use fake ones). ``data_lock``: the data dir lock, already held
+    (``sdcpp serve`` takes it before binding the port); otherwise the lifespan takes it."""
     settings = settings or Settings()
     if "*" in settings.cors_origins and len(settings.cors_origins) > 1:
         raise InvalidArgument("cors origin '*' cannot be combined with other origins")
@@ -70,6 +76,10 @@ def create_app(
         state = app.state
         for folder in (settings.data_dir, settings.outputs_path):
             folder.mkdir(parents=True, exist_ok=True)
+        # One server per data dir (datadir.py): before the store, so no job is recovered twice.
+        state.data_lock = data_lock if data_lock is not None else DataDirLock(settings.data_dir)
+        if not state.data_lock.held:
+            state.data_lock.acquire()
         state.settings, state.started = settings, time.time()
         state.build_time = datetime.now(UTC).isoformat(timespec="seconds")
         state.events = EventBus()
@@ -105,6 +115,7 @@ def create_app(
             state.engine.stop()
             state.store.close()
             state.auth.close()
+            state.data_lock.release()
 
     middleware = [
         Middleware(RequestIdMiddleware),

@@ -76,6 +76,13 @@ def queue_full(exc: QueueFull) -> ApiError:
     return ApiError(503, "QUEUE_FULL", "the queue is full, try again later", headers=headers)
 
 
+def shutting_down(retry_after: int) -> ApiError:
+    """503 while the server drains for a shutdown (``JobService.drain``): reads still work."""
+    headers = {"Retry-After": str(max(1, retry_after))}
+    message = "the server is shutting down and takes no new jobs; try again shortly"
+    return ApiError(503, "SHUTTING_DOWN", message, headers=headers)
+
+
 def error_response(request: Request, exc: Exception) -> JSONResponse:
     headers: dict[str, str] | None = None
     if isinstance(exc, QueueFull):

@@ -12,14 +12,18 @@ they share the queue, its order, progress events and cancellation with generatio
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import shutting_down
 from .events import EventBus
 from .settings import Settings
 from .store import Job, JobStore
@@ -84,15 +88,46 @@ class JobService:
         self._thread = threading.Thread(
             target=self._dispatch_loop, name="sdcpp-dispatcher", daemon=True
         )
+        # The lease holder's name: unique per process, readable in a job record (host:pid:tag),
+        # and the same shape a PostgreSQL worker on another host will use.
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._last_progress = time.monotonic()  # the hang watchdog's clock
+        self._timed_out: str | None = None  # the job the watchdog killed
+        self._heartbeat = threading.Thread(
+            target=self._heartbeat_loop, name="sdcpp-heartbeat", daemon=True
+        )
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
-        requeued, failed = self.store.recover(max_attempts=2)
+        # Every lease in the store is dead: this process holds the data dir lock (datadir.py).
+        requeued, failed = self.store.recover(max_attempts=self.settings.max_crashes)
         if requeued or failed:
             logger.warning(
                 "recovered after restart: %d re-queued, %d failed", len(requeued), len(failed)
             )
         self._thread.start()
+        self._heartbeat.start()
+
+    def drain(self) -> None:
+        """First step of a shutdown: take no new jobs (503 + Retry-After); reads go on."""
+        self.accepting = False
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the running job to end; True when none runs."""
+        deadline = time.monotonic() + timeout
+        while self.current is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.current is None
+
+    def interrupt(self) -> None:
+        """Cancel the running job at its next step; it goes back to the queue (``_run``)."""
+        self.accepting = False
+        self._interrupted = True
+        self._stop.set()
+        self._wake.set()
+        job_id = self.current
+        if job_id is not None:
+            self._cancel_running(job_id, kill_after=1.0)  # a hung job must not hold the exit
 
     def stop(self, grace: float | None = None) -> None:
         """Stop taking jobs; give the running one ``grace`` seconds, then stop the worker and
@@ -103,7 +138,9 @@ class JobService:
         self._thread.join(timeout=self.settings.shutdown_grace if grace is None else grace)
         if self._thread.is_alive():
             logger.warning("job %s still running at shutdown; it will be re-queued", self.current)
-            self._interrupted = True
+            self.interrupt()
+            self._thread.join(timeout=2.0)  # a cancel lands at the next step
+        if self._thread.is_alive():
             self.engine.stop(timeout=5)
             for runner in self.runners.values():
                 runner.stop(timeout=5)
@@ -113,6 +150,8 @@ class JobService:
     def submit(
         self, kind: str, params: dict[str, Any], owner: str | None = None, job_id: str | None = None
     ) -> Job:
+        if not self.accepting:
+            raise shutting_down(int(self.settings.shutdown_grace) + 1)
         job = self.store.create(
             kind, params, owner=owner, max_queue=self.settings.max_queue, job_id=job_id
         )
@@ -220,6 +259,9 @@ class JobService:
             "outputs": [self.output_url(job.id, name) for name in job.outputs],
             "result": job.result,
             "attempts": job.attempts,
+            "crashes": job.crashes,
+            "last_error": job.last_error,  # the latest crash or lost lease, even if re-queued
+            "last_error_at": job.last_error_at,
         }
         if job.started_at and job.finished_at:
             data["time_elapsed"] = int((job.finished_at - job.started_at) * 1000)
@@ -242,7 +284,7 @@ class JobService:
                         "data": {"status": "worker_restarted", "pid": self.engine.pid},
                     }
                 )
-            job = self.store.claim_next("local-worker")
+            job = self.store.claim_next(self.worker_id, lease_seconds=self.settings.lease_seconds)
             if job is None:
                 self._wake.wait(timeout=1.0)
                 self._wake.clear()
@@ -272,6 +314,7 @@ class JobService:
         """Run ``job`` to its end and record that end; returns the stored record, or None when
         a shutdown interrupted it (it stays 'processing' and is re-queued at the next start)."""
         self.current, self.current_kind = job.id, job.kind
+        self._last_progress = time.monotonic()
         self.live[job.id] = LiveState(phase="starting")
         self._publish_view(job)  # the record claim_next() returned: no read before the worker
         final = self._runner(job.kind).run(
@@ -283,7 +326,13 @@ class JobService:
         )
         kind = final.get("type")
         if self._interrupted and kind != "done":
-            return None  # stays 'processing': recover() re-queues it on the next start
+            # A shutdown stopped it: back to the queue, the attempt not counted.
+            return self.store.release(job.id, self.worker_id, "stopped by a server shutdown")
+        if self._timed_out == job.id:
+            self._timed_out = None
+            timeout = self.settings.job_timeout
+            error = f"no progress for {timeout:g} s (--job-timeout): the worker was killed"
+            return self.store.finish(job.id, "failed", error=error, result={"code": "TIMEOUT"})
         if kind == "done":
             return self.store.finish(
                 job.id,
@@ -300,6 +349,20 @@ class JobService:
                 max_crashes=self.settings.max_crashes,
             )
             logger.error("job %s: %s (now %s)", job.id, final.get("error"), again.status)
+            self.events.publish(
+                {
+                    "type": "job_crash",
+                    "data": {
+                        "job_id": job.id,
+                        "error": again.last_error,
+                        "time": again.last_error_at,
+                        "crashes": again.crashes,
+                        "attempts": again.attempts,
+                        "status": again.status,
+                    },
+                    "owner": job.owner,
+                }
+            )
             return again
         return self.store.finish(
             job.id,
@@ -307,6 +370,38 @@ class JobService:
             error=str(final.get("error", "failed")),
             result={"code": final.get("code", "INTERNAL_ERROR")},
         )
+
+    def _heartbeat_loop(self) -> None:
+        """Renew the running job's lease; sweep other holders' expired leases; and kill a job
+        that reported nothing for ``job_timeout`` seconds (the hang watchdog)."""
+        interval = max(0.2, min(self.settings.lease_seconds / 3, 5.0))
+        while not self._stop.wait(interval):
+            try:
+                job_id = self.current
+                if job_id is not None:
+                    self.store.renew_lease(job_id, self.worker_id, self.settings.lease_seconds)
+                    self._watchdog(job_id)
+                self.store.recover(
+                    self.settings.max_crashes, expired_only=True, keep_owner=self.worker_id
+                )
+            except Exception:  # a closed store at shutdown, a busy database: try again later
+                logger.debug("heartbeat skipped", exc_info=True)
+
+    def _watchdog(self, job_id: str) -> None:
+        timeout = self.settings.job_timeout
+        if timeout <= 0 or self._timed_out == job_id:
+            return
+        if time.monotonic() - self._last_progress > timeout:
+            logger.error("job %s: no progress for %.0f s; killing the worker", job_id, timeout)
+            self._timed_out = job_id
+            self._cancel_running(job_id, kill_after=0.5)
+
+    def _cancel_running(self, job_id: str, kill_after: float) -> None:
+        runner = self._runner(self.current_kind)
+        if runner is self.engine:  # the engine client kills a worker that ignores a cancel
+            runner.cancel(job_id, grace=kill_after)
+        else:
+            runner.cancel(job_id)
 
     def _runner(self, kind: str | None) -> Any:
         return self.runners.get(kind or "", self.engine)
@@ -317,6 +412,7 @@ class JobService:
         live = self.live.get(job.id)
         if live is None:
             return
+        self._last_progress = time.monotonic()
         if event.get("type") == "progress":
             phase = str(event.get("phase", ""))
             if phase == "sampling" and live.phase != "sampling":

@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,12 +46,48 @@ def unix_socket(path: Path, mode: int) -> socket.socket:
     return sock
 
 
+def _draining(base: Any, app: Any, grace: float) -> Any:
+    """A uvicorn server class whose first SIGTERM/SIGINT drains before uvicorn stops.
+
+    uvicorn alone closes the port at once and waits for connections; here the port stays open
+    while the running job has ``grace`` seconds: new jobs get 503 + Retry-After
+    (``JobService.drain``), reads and event streams go on. Then (or at a second signal) the
+    job is cancelled at its next step and re-queued, and uvicorn's own shutdown runs.
+    """
+
+    class Draining(base):  # type: ignore[misc]
+        _draining: threading.Thread | None = None
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            jobs = getattr(getattr(app, "state", None), "jobs", None)
+            if jobs is None or self._draining is not None:
+                if jobs is not None:
+                    jobs.interrupt()  # the second signal: cancel now
+                super().handle_exit(sig, frame)
+                return
+            jobs.drain()
+            logger.warning("shutting down: the running job has %.0f s to finish", grace)
+
+            def drain() -> None:
+                if not jobs.wait_idle(grace):
+                    logger.warning("grace over: cancelling the running job (re-queued)")
+                    jobs.interrupt()
+                    jobs.wait_idle(2.0)
+                self.should_exit = True
+
+            self._draining = threading.Thread(target=drain, name="sdcpp-drain", daemon=True)
+            self._draining.start()
+
+    return Draining
+
+
 def run(app: Any, settings: Settings, **uvicorn_options: Any) -> None:
     import uvicorn
 
     config = uvicorn.Config(app, host=settings.host, port=settings.port, **uvicorn_options)
+    server_class = _draining(uvicorn.Server, app, settings.shutdown_grace)
     if settings.uds is None:
-        uvicorn.Server(config).run()
+        server_class(config).run()
         return
     config.load()
     config.http_protocol_class = with_peer_credentials(config.http_protocol_class)
@@ -66,7 +103,7 @@ def run(app: Any, settings: Settings, **uvicorn_options: Any) -> None:
         with contextlib.suppress(FileNotFoundError):
             Path(settings.uds).unlink()  # type: ignore[arg-type]
 
-    class Server(uvicorn.Server):
+    class Server(server_class):  # type: ignore[misc, valid-type]
         # uvicorn re-raises SIGTERM/SIGINT when it leaves this context, which ends the process
         # before any code after run(): the socket file is removed just before that.
         @contextlib.contextmanager

@@ -36,8 +36,11 @@ class Settings:
     max_body_mb: int = 50
     max_image_pixels: int = 4096 * 4096
     cancel_grace: float = 10.0
-    max_crashes: int = 2
-    shutdown_grace: float = 30.0
+    max_crashes: int = 2  # a job that crashed the worker this many times fails for good
+    # SIGTERM: seconds the running job may take to finish before it is cancelled and re-queued
+    shutdown_grace: float = 10.0
+    job_timeout: float = 0.0  # a running job silent this many seconds is killed (0: never)
+    lease_seconds: float = 30.0  # a running job's lease; renewed every third of it
     worker_nice: int = 5  # the engine thread's niceness: the API stays responsive under load
     # The worker's engine thread in the SCHED_IDLE class (Linux): it runs on whatever CPU
     # nothing else wants, so the API answers at once during generation. Turn off on a machine
@@ -118,6 +121,10 @@ class Settings:
             raise InvalidArgument(f"port must be 1-65535, got {self.port}")
         if self.max_queue < 1:
             raise InvalidArgument("max_queue must be at least 1")
+        if self.lease_seconds <= 0 or self.shutdown_grace < 0 or self.job_timeout < 0:
+            raise InvalidArgument(
+                "lease_seconds must be positive; shutdown_grace, job_timeout >= 0"
+            )
         if self.max_loaded_models < 1:
             raise InvalidArgument("max_loaded_models must be at least 1")
         if self.model_memory_mb < 0 or self.keep_alive < 0:

@@ -42,7 +42,7 @@ class FakeEngine:
         with self._lock:
             self._stopped = True
 
-    def cancel(self, job_id: str) -> bool:
+    def cancel(self, job_id: str, *, grace: float | None = None) -> bool:
         with self._lock:
             self._cancelled.add(job_id)
         return True
