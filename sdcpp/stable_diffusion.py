@@ -23,6 +23,7 @@ from PIL import Image
 from . import _native
 from ._context import build_ctx_params
 from ._generation import GenerationRequest, build_img_params, native_enum, native_lora
+from .cache_presets import resolve as resolve_cache
 from .errors import ClosedError, InvalidArgument, UnsupportedError
 from .images import to_pil
 from .loras import extract_lora_tags
@@ -209,6 +210,20 @@ class StableDiffusion:
         )
         return Scheduler(self._ctx.default_scheduler(method).library_name)
 
+    @functools.cached_property
+    def architecture(self) -> str | None:
+        """The detection id of the main model file (``"sd1"``, ``"flux_dev"``...), from the
+        plan when there is one, else from the file's header (read once; never unpickled)."""
+        detection = getattr(self.plan, "detection", None)
+        if detection is None:
+            from .detect import detect  # lazy: only callers of cache presets pay for it
+
+            try:
+                detection = detect(self.files.get("model") or self.files["diffusion_model"])
+            except (OSError, ValueError):
+                return None
+        return getattr(detection, "id", None)
+
     @property
     def supports_images(self) -> bool:
         return bool(self._ctx.supports_image_generation())
@@ -327,6 +342,8 @@ class StableDiffusion:
         prompt, tag_loras = extract_lora_tags(prompt, self.lora_dir)
         if tag_loras:
             options = {**options, "loras": [*options.get("loras", ()), *tag_loras]}
+        if options.get("cache") is not None:  # a preset name, or raw options checked per family
+            options = {**options, "cache": resolve_cache(options["cache"], self.architecture)}
         request = GenerationRequest(prompt=prompt, **options)
         seed = _resolve_seed(request.seed)
         params = build_img_params(request, seed)

@@ -10,9 +10,10 @@ from typing import Any
 
 from PIL import Image
 
+from .. import cache_presets
 from .._pngmeta import save_png
 from ..errors import InvalidArgument
-from ..options import SampleMethod, Scheduler
+from ..options import CacheOptions, SampleMethod, Scheduler
 from .progress import progress_bar
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     gen.add_argument("--control-strength", type=float)
     gen.add_argument("--canny", action="store_true", help="apply canny to --control-image first")
     gen.add_argument("--strength", type=float)
+    gen.add_argument(
+        "--cache-mode",
+        help="step cache: a preset (off, balanced, fast) or an engine mode (ucache, easycache, "
+        "dbcache, taylorseer, cache-dit, spectrum); refused where the model cannot use it",
+    )
+    gen.add_argument(
+        "--cache-option",
+        help="sd-cli's named cache settings, e.g. 'threshold=0.25,start=0.1' (needs a mode)",
+    )
     gen.add_argument("-t", "--threads", type=int)
     gen.set_defaults(func=run)
 
@@ -101,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         "clip_skip": args.clip_skip,
         "control_strength": args.control_strength,
     }
+    if args.cache_mode or args.cache_option:
+        options["cache"] = _cache_option(args.cache_mode, args.cache_option)
     if args.init_img:
         options["init_image"] = _open(args.init_img)
     if args.mask:
@@ -131,6 +143,15 @@ def run(args: argparse.Namespace) -> int:
         print(path)
     logger.info("done in %.2fs", time.perf_counter() - started)
     return 0
+
+
+def _cache_option(mode: str | None, option: str | None) -> str | CacheOptions:
+    """--cache-mode alone may name a preset; with --cache-option it must name an engine mode."""
+    if not option:
+        return str(mode)
+    if not mode or mode in cache_presets.PRESET_NAMES:
+        raise InvalidArgument("--cache-option needs --cache-mode with an engine mode (e.g. ucache)")
+    return CacheOptions(mode=mode, settings=cache_presets.parse_cli_options(option))
 
 
 def _from_models_dir(name: str | None, models_dir: str) -> dict[str, str]:

@@ -1,0 +1,42 @@
+"""scripts/gpu_bench.sh: its dry run checks the prerequisites and prints every step it would run.
+
+The real run needs an NVIDIA GPU; the dry run is how CPU machines keep the script honest (a
+renamed bench option or a missing build step shows here, not on the rare GPU machine).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "gpu_bench.sh"
+
+
+def _dry_run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(SCRIPT), "--dry-run", *args], capture_output=True, text=True)
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="the script requires nvcc on PATH")
+def test_dry_run_prints_the_build_and_the_bench_steps() -> None:
+    proc = _dry_run("--quick")
+    assert proc.returncode == 0, proc.stderr
+    steps = [line[2:] for line in proc.stdout.splitlines() if line.startswith("+ ")]
+    assert any("scripts/build_cuda.sh" in s for s in steps)
+    bench = next(s for s in steps if " -m bench" in s)
+    assert "--quick" in bench and "RESULTS-gpu.md" in bench and "--sdcpp-python" in bench
+    assert "CUDA architecture" in proc.stdout  # one target, not nvcc's whole list
+
+
+def test_bench_accepts_every_option_the_script_passes() -> None:
+    text = SCRIPT.read_text()
+    source = (SCRIPT.parents[1] / "bench" / "run.py").read_text()
+    for option in ("--quick", "--sdcpp-python", "--out"):
+        assert option in text and f'"{option}"' in source
+
+
+def test_unknown_option_is_refused() -> None:
+    proc = subprocess.run(["bash", str(SCRIPT), "--frobnicate"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "unknown option --frobnicate" in proc.stderr
