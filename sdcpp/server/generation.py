@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from ..jobspec import ImageSpec
 from ..registry import ModelRegistry, ModelType
 from ..registry.errors import ModelNotFoundError, RegistryError
 from .errors import ApiError
@@ -25,6 +26,7 @@ from .schemas.native import (
     VideoGenerateRequest,
 )
 from .settings import Settings
+from .spec_params import model_plan, worker_params
 from .store import Job
 
 _IMAGE_TYPES = ModelType.CHECKPOINT | ModelType.DIFFUSION_MODEL
@@ -67,6 +69,22 @@ class GenerationService:
             if req.control_net:
                 params["control_net"] = self._resolve(req.control_net, ModelType.CONTROLNET)
         return self.jobs.submit(kind, params, owner=owner, job_id=job_id)
+
+    def submit_spec(self, spec: ImageSpec, owner: str | None = None) -> Job:
+        """Queue an image job described by ``spec`` (what every dialect's ``to_spec()``
+        builds): validated against ``sdcpp.jobspec.limits``, planned by architecture
+        (``sdcpp.plan``), LoRAs resolved before queuing. Raises ``SpecError``/``LoraNotFound``
+        (``sdcpp.jobspec``), ``ModelNotFoundError`` and the plan's errors; the server's error
+        table maps them. Returns the queued job."""
+        spec.validate()
+        job_id = uuid.uuid4().hex
+        plan = model_plan(self.registry, spec, self.settings.model)
+        params = worker_params(
+            self.registry, spec, plan, self.jobs.input_dir(job_id), self.settings.max_image_pixels
+        )
+        if self.settings.threads and "n_threads" not in params:
+            params["n_threads"] = self.settings.threads
+        return self.jobs.submit(spec.job_kind, params, owner=owner, job_id=job_id)
 
     def submit_upscale(self, req: UpscaleRequest, owner: str | None = None) -> Job:
         job_id = uuid.uuid4().hex

@@ -25,6 +25,7 @@ from ..._generation import GenerationRequest, build_img_params
 from ..._pngmeta import png_bytes
 from ..._safetensors import atomic_write
 from ...errors import InvalidArgument
+from ...jobspec.codec import build as _build
 from ...options import CacheOptions, HiresFix, Lora, SkipLayerGuidance, VaeTiling
 from ...stable_diffusion import StableDiffusion
 
@@ -241,17 +242,6 @@ def _structured(key: str, value: Any) -> Any:
             value = {**value, "layers": tuple(value["layers"])}
         return _build(STRUCTURED[key], value, key)
     return value
-
-
-def _build(cls: type, value: Any, name: str) -> Any:
-    if isinstance(value, cls):
-        return value
-    if not isinstance(value, Mapping):
-        raise InvalidArgument(f"{name}: expected an object, got {type(value).__name__}")
-    try:
-        return cls(**value)
-    except TypeError as exc:
-        raise InvalidArgument(f"{name}: {exc}") from None
 
 
 def open_image(path: Any, name: str) -> Image.Image:

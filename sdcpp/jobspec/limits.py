@@ -1,0 +1,75 @@
+"""The one table of generation limits.
+
+Request schemas, ``/api/parameters``, ``/api/validate`` and ``ImageSpec.validate()`` read
+these bounds, so a value is accepted or refused the same way on every road. A new numeric
+parameter needs one row here (and one field in the spec).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    low: float
+    high: float
+    multiple_of: int | None = None  # for sides: what the engine keeps without changing it
+    integer: bool = False
+
+
+# Image sides: the engine aligns latents to 64 px for most families; sides that are not a
+# multiple of SIDE_STEP are refused with the nearest valid sizes (see ``nearest_sides``).
+SIDE_STEP = 64
+
+LIMITS: dict[str, Limit] = {
+    "width": Limit(64, 4096, SIDE_STEP, integer=True),
+    "height": Limit(64, 4096, SIDE_STEP, integer=True),
+    "steps": Limit(1, 150, integer=True),
+    "cfg_scale": Limit(0.0, 30.0),
+    "image_cfg_scale": Limit(0.0, 30.0),
+    "guidance": Limit(0.0, 100.0),
+    "batch_count": Limit(1, 16, integer=True),
+    "clip_skip": Limit(-1, 12, integer=True),
+    "eta": Limit(0.0, 10.0),
+    "flow_shift": Limit(0.0, 100.0),
+    "strength": Limit(0.0, 1.0),
+    "control_strength": Limit(0.0, 10.0),
+    "output_quality": Limit(1, 100, integer=True),
+    "lora_weight": Limit(-10.0, 10.0),
+    "n_threads": Limit(1, 512, integer=True),
+    "seed": Limit(-1, 2**63 - 1, integer=True),
+}
+
+
+def nearest_sides(value: int, step: int = SIDE_STEP) -> tuple[int, int]:
+    """The valid sides just below and just above ``value`` (equal when it is valid)."""
+    low = max(step, value // step * step)
+    high = low if low == value else low + step
+    return low, high
+
+
+def check(name: str, value: float | None) -> str | None:
+    """Why ``value`` is out of ``LIMITS[name]``, or None when it is fine (or absent)."""
+    if value is None:
+        return None
+    limit = LIMITS[name]
+    if isinstance(value, bool) or (limit.integer and not isinstance(value, int)):
+        return f"{name} must be an integer, got {value!r}"
+    if not limit.low <= value <= limit.high:
+        return f"{name} must be between {limit.low:g} and {limit.high:g}, got {value}"
+    if limit.multiple_of and int(value) % limit.multiple_of:
+        low, high = nearest_sides(int(value), limit.multiple_of)
+        return (
+            f"{name} {value} is not a multiple of {limit.multiple_of} (the engine would change "
+            f"it); nearest valid: {low} or {high}"
+        )
+    return None
+
+
+def table() -> dict[str, dict[str, float | int | None]]:
+    """The limits as plain JSON (``/api/parameters``)."""
+    return {
+        name: {"min": lim.low, "max": lim.high, "multiple_of": lim.multiple_of}
+        for name, lim in LIMITS.items()
+    }
