@@ -309,6 +309,8 @@ def write_checkpoint(
         raise ValueError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
     float_dtype = DTYPES[dtype]
     specs = layout(variant)
+    # The README's first line writes into a data dir that does not exist yet.
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     shapes = {s.name: (s.shape, np.dtype("<i8") if s.integer else float_dtype) for s in specs}
     tensors = {s.name: (lambda s=s: _values(s, seed, float_dtype)) for s in specs}
     metadata = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
@@ -21,6 +22,9 @@ logger = logging.getLogger(__name__)
 
 Detector = Callable[[Path], Any]
 SortBy = Literal["name", "size", "date", "type"]
+# A file dropped into the models dir shows up without a restart: listings and lookup misses
+# rescan, at most this often (a scan of 1,000 files costs a few ms, see bench/RESULTS.md).
+RESCAN_INTERVAL_S = 2.0
 NO_ARCHITECTURE = "none"  # presets and prompt templates
 UNKNOWN_ARCHITECTURE = "unknown"
 
@@ -78,6 +82,7 @@ class ModelRegistry:
         self._detections: dict[tuple[str, int, int], _Detected] = {}
         self._hash_locks: dict[str, threading.Lock] = {}
         self._scanned = False
+        self._scanned_at = 0.0  # time.monotonic() of the last completed scan
 
     # -- scanning ---------------------------------------------------------------------------
 
@@ -91,6 +96,7 @@ class ModelRegistry:
             live = {(r.entry.path, r.entry.size, r.mtime_ns) for r in records.values()}
             with self._lock:
                 old, self._records, self._scanned = self._records, records, True
+                self._scanned_at = time.monotonic()
                 self._detections = {k: v for k, v in self._detections.items() if k in live}
             if self.root.is_dir():  # an unmounted models dir must not wipe every digest
                 self._hashes.forget_except({r.entry.path for r in records.values()})
@@ -99,6 +105,13 @@ class ModelRegistry:
     def _ensure_scanned(self) -> None:
         if not self._scanned:
             self.refresh()
+
+    def _rescan_if_stale(self) -> bool:
+        """Rescan unless the last scan is under RESCAN_INTERVAL_S old; True if it rescanned."""
+        if self._scanned and time.monotonic() - self._scanned_at < RESCAN_INTERVAL_S:
+            return False
+        self.refresh()
+        return True
 
     def _record_for(self, found: FoundFile) -> _Record:
         detected = None
@@ -144,6 +157,14 @@ class ModelRegistry:
     def get(self, id_or_name: str, type: ModelType | str | None = None) -> ModelEntry:
         """By id, else relative path, else file stem or file name (must be unambiguous)."""
         self._ensure_scanned()
+        try:
+            return self._lookup(id_or_name, type)
+        except ModelNotFoundError:
+            if not self._rescan_if_stale():  # a miss may be a file added since the last scan
+                raise
+        return self._lookup(id_or_name, type)
+
+    def _lookup(self, id_or_name: str, type: ModelType | str | None) -> ModelEntry:
         wanted = _parse_type(type)
         with self._lock:
             record = self._records.get(id_or_name)
@@ -293,7 +314,7 @@ class ModelRegistry:
         if page < 1 or (limit is not None and limit < 1):
             raise InvalidArgument("page and limit must be at least 1")
         wanted = _parse_type(type)
-        self._ensure_scanned()
+        self._rescan_if_stale()
         with self._lock:
             entries = [r.entry for r in self._records.values()]
         if wanted is not None:

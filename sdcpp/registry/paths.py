@@ -2,8 +2,9 @@
 
 Everything a client names (an id, a relative path) must end up inside the models root, even
 after symlinks are followed: ``..`` components and absolute paths are refused before touching
-the filesystem, and the real path is checked against the root's real path afterwards. Symlinks
-that stay inside the root are fine.
+the filesystem. Symlinks inside the models dir are made by its operator (the usual way to
+share one models folder between tools), so for reading they may point anywhere readable;
+every write (uploads, conversions) checks its own target and refuses to follow links.
 """
 
 from __future__ import annotations
@@ -58,12 +59,13 @@ def is_inside(root_real: str, path: str) -> bool:
 
 
 def resolve_inside(root_real: str, relpath: str) -> Path:
-    """Real path of ``relpath`` under the root, refusing escapes; the file must exist."""
+    """Real path of ``relpath`` under the root; the file must exist.
+
+    The name cannot leave the root (``normalize_relpath``); an operator's symlink may.
+    """
     rel = normalize_relpath(relpath)
     candidate = os.path.join(root_real, *rel.split("/"))
     real = os.path.realpath(candidate)
-    if not is_inside(root_real, real):
-        raise UnsafePathError(f"{rel!r} resolves outside the models directory (symlink?)")
     if not os.path.isfile(real):
         raise ModelNotFoundError(f"no model file {rel!r}")
     return Path(real)
@@ -82,8 +84,9 @@ def scan(root: Path) -> Iterator[FoundFile]:
     """Every model file under the typed folders, plus weights files directly in the root.
 
     Hidden names (dot files, our own ``.name.tmp`` temp files) are skipped, as are files with an
-    extension their folder does not accept. Symlinked directories are not followed (no loops,
-    no duplicates); symlinked files are listed when their target stays inside the root.
+    extension their folder does not accept. A typed folder may itself be a symlink; symlinked
+    directories below it are not followed (no loops, no duplicates); symlinked files are listed
+    wherever their target lies.
     """
     root_real = os.path.realpath(root)
     if not os.path.isdir(root_real):
@@ -93,9 +96,6 @@ def scan(root: Path) -> Iterator[FoundFile]:
         for folder in info.folders:
             top = os.path.join(root_real, folder)
             if not os.path.isdir(top) or not _first_visit(top, seen_dirs):
-                continue
-            if not is_inside(root_real, top):
-                logger.warning("%s leaves the models directory; refused", top)
                 continue
             yield from _walk(root_real, top, mtype, info.extensions)
     yield from _root_files(root_real)
@@ -151,10 +151,7 @@ def _has_ext(name: str, exts: tuple[str, ...] | frozenset[str]) -> bool:
 
 def _found(root_real: str, entry: os.DirEntry[str], mtype: ModelType | None) -> FoundFile | None:
     try:
-        if entry.is_symlink() and not is_inside(root_real, entry.path):
-            logger.warning("%s is a symlink leaving the models directory; refused", entry.path)
-            return None
-        if not entry.is_file():  # follows an in-root symlink; drops broken links and sockets
+        if not entry.is_file():  # follows a symlink; drops broken links and sockets
             return None
         st = entry.stat()
     except OSError as exc:  # vanished between listing and stat, or unreadable

@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ..jobspec import ImageSpec
+from ..jobspec import ImageSpec, LoraNotFound
 from ..registry import ModelRegistry, ModelType
 from ..registry.errors import ModelNotFoundError, RegistryError
 from .errors import ApiError
@@ -45,39 +45,40 @@ class GenerationService:
     ) -> Job:
         if isinstance(req, VideoGenerateRequest):
             return self.submit_video(req, owner)
+        # images are stored first: the spec carries their paths
         job_id = uuid.uuid4().hex
-        params: dict[str, Any] = {**req.context_fields(), **req.generation_fields()}
-        params.update(self._model_files(req))
-        params["output_format"], params["output_quality"] = req.output_format, req.output_quality
-        if self.settings.threads and "n_threads" not in params:
-            params["n_threads"] = self.settings.threads
         inputs = self.jobs.input_dir(job_id)
+        extra: dict[str, Any] = {}
         if isinstance(req, Img2ImgRequest | ControlNetRequest) and req.init_image:
-            params["init_image_path"] = str(
-                store_input(self._image(req.init_image, "init_image"), inputs, "init")
-            )
+            image = self._image(req.init_image, "init_image")
+            extra["init_image"] = str(store_input(image, inputs, "init"))
             if req.strength is not None:
-                params["strength"] = req.strength
+                extra["strength"] = req.strength
         if isinstance(req, InpaintingRequest):
             mask = self._image(req.mask_image, "mask_image")
-            params["mask_image_path"] = str(store_input(mask, inputs, "mask", mode="L"))
+            extra["mask_image"] = str(store_input(mask, inputs, "mask", mode="L"))
         if isinstance(req, ControlNetRequest):
-            params["control_image_path"] = str(
-                store_input(self._image(req.control_image, "control_image"), inputs, "control")
-            )
-            params["control_strength"], params["canny"] = req.control_strength, req.canny
-            if req.control_net:
-                params["control_net"] = self._resolve(req.control_net, ModelType.CONTROLNET)
-        return self.jobs.submit(kind, params, owner=owner, job_id=job_id)
+            control = self._image(req.control_image, "control_image")
+            extra["control_image"] = str(store_input(control, inputs, "control"))
+            extra["control_strength"], extra["canny"] = req.control_strength, req.canny
+            extra["control_net"] = req.control_net
+        try:
+            return self.submit_spec(req.to_spec(**extra), owner, job_id=job_id)
+        except ModelNotFoundError as exc:
+            raise ApiError(404, "MODEL_NOT_FOUND", str(exc).strip("'\"")) from None
+        except LoraNotFound as exc:
+            raise ApiError(404, "NOT_FOUND", str(exc)) from None
 
-    def submit_spec(self, spec: ImageSpec, owner: str | None = None) -> Job:
+    def submit_spec(
+        self, spec: ImageSpec, owner: str | None = None, job_id: str | None = None
+    ) -> Job:
         """Queue an image job described by ``spec`` (what every dialect's ``to_spec()``
         builds): validated against ``sdcpp.jobspec.limits``, planned by architecture
         (``sdcpp.plan``), LoRAs resolved before queuing. Raises ``SpecError``/``LoraNotFound``
         (``sdcpp.jobspec``), ``ModelNotFoundError`` and the plan's errors; the server's error
         table maps them. Returns the queued job."""
         spec.validate()
-        job_id = uuid.uuid4().hex
+        job_id = job_id or uuid.uuid4().hex
         plan = model_plan(self.registry, spec, self.settings.model)
         params = worker_params(
             self.registry, spec, plan, self.jobs.input_dir(job_id), self.settings.max_image_pixels
@@ -190,7 +191,9 @@ class GenerationService:
                     404,
                     "MODEL_NOT_FOUND",
                     f"no model installed: put a checkpoint (.safetensors or .gguf) in "
-                    f"{self.registry.root / 'checkpoints'}",
+                    f"{self.registry.root / 'checkpoints'} (or upload one with POST "
+                    "/api/models/upload?type=checkpoints&filename=NAME); it is picked up "
+                    "automatically, no restart needed",
                 )
             files["model"] = str(self.registry.resolve(checkpoints[0].id))
         for field, slot in req.FILE_FIELDS.items():

@@ -435,20 +435,49 @@ def test_resolve_by_id_and_relative_path(reg: ModelRegistry, models: Path) -> No
         reg.resolve("checkpoints/missing.safetensors")
 
 
-def test_symlink_leaving_the_root_is_refused(
+def test_operator_symlinks_to_another_disk_are_listed_and_resolve(
     reg: ModelRegistry, models: Path, tmp_path: Path
 ) -> None:
-    outside = weights(tmp_path / "outside/secret.safetensors")
-    (models / "checkpoints/evil.safetensors").symlink_to(outside)
+    # Sharing one models folder between tools: a file link and a whole typed folder link.
+    outside = weights(tmp_path / "other-disk/shared.safetensors")
+    (models / "checkpoints/shared.safetensors").symlink_to(outside)
     (models / "controlnet").symlink_to(outside.parent, target_is_directory=True)
     reg.refresh()
     listed = paths(reg)
-    assert "checkpoints/evil.safetensors" not in listed
-    assert not any(p.startswith("controlnet/") for p in listed)
-    with pytest.raises(UnsafePathError, match="outside"):
-        reg.resolve("checkpoints/evil.safetensors")
+    assert "checkpoints/shared.safetensors" in listed
+    assert "controlnet/shared.safetensors" in listed
+    assert reg.resolve("checkpoints/shared.safetensors") == outside.resolve()
+    assert reg.resolve("controlnet/shared.safetensors") == outside.resolve()
+    # A client-given name still cannot leave the root by itself.
     with pytest.raises(UnsafePathError):
-        reg.resolve("controlnet/secret.safetensors")
+        reg.resolve("../other-disk/shared.safetensors")
+
+
+def test_new_and_removed_files_are_noticed_without_refresh(
+    reg: ModelRegistry, models: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sdcpp.registry.core as core
+
+    monkeypatch.setattr(core, "RESCAN_INTERVAL_S", 0.0)
+    before = paths(reg)
+    new = weights(models / "checkpoints/late.safetensors")
+    assert reg.get("late").path == "checkpoints/late.safetensors"  # a miss rescans
+    assert "checkpoints/late.safetensors" in paths(reg)
+    new.unlink()
+    assert paths(reg) == before
+
+
+def test_listing_rescans_at_most_every_interval(
+    reg: ModelRegistry, models: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sdcpp.registry.core as core
+
+    monkeypatch.setattr(core, "RESCAN_INTERVAL_S", 3600.0)
+    paths(reg)
+    weights(models / "checkpoints/late.safetensors")
+    assert "checkpoints/late.safetensors" not in paths(reg)  # within the interval: cached
+    monkeypatch.setattr(core, "RESCAN_INTERVAL_S", 0.0)
+    assert "checkpoints/late.safetensors" in paths(reg)
 
 
 def test_symlink_inside_the_root_is_allowed(reg: ModelRegistry, models: Path) -> None:
