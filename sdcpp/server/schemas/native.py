@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ...jobspec import ImageSpec
 from ...options import SampleMethod, Scheduler
 
 # Seed 004 lists "dpmpp2m"-style spellings; the engine's are "dpm++2m". Accept both.
@@ -122,6 +123,25 @@ class GenerateBase(EngineOptions, SamplingChoice):
             "flow_shift": self.flow_shift,
         }
         return {k: v for k, v in fields.items() if v is not None}
+
+    def to_spec(self, **images: Any) -> ImageSpec:
+        """This request as the one job spec; ``images`` are the stored input paths
+        (``init_image=...``) and the request's own image/ControlNet fields."""
+        files = {
+            slot: getattr(self, f) for f, slot in {**self.FILE_FIELDS, **self.DIR_FIELDS}.items()
+        }
+        context = self.context_fields()
+        fields = self.generation_fields()
+        fields["sampler"] = fields.pop("sample_method", None)
+        return ImageSpec(
+            model=self.model_name,
+            **fields,
+            **{k: v for k, v in files.items() if v},
+            **context,
+            **images,
+            output_format=self.output_format,
+            output_quality=self.output_quality,
+        )
 
     # request field -> worker param holding a file inside the models dir
     FILE_FIELDS: ClassVar[dict[str, str]] = {

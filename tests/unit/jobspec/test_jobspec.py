@@ -102,3 +102,17 @@ def test_submit_spec_stores_image_bytes_as_inputs(client: TestClient) -> None:
     job = generation.submit_spec(ImageSpec(prompt="x", init_image=_png(), strength=0.5), None)
     assert job.kind == "img2img"
     assert Path(job.params["init_image_path"]).is_file() and job.params["strength"] == 0.5
+
+
+def test_text2img_goes_through_the_spec_plan_and_default_lora_dir(client: TestClient) -> None:
+    r = client.post("/api/generate/text2img", json={"prompt": "<lora:style:0.7> a cat"})
+    assert r.status_code in (200, 202), r.text
+    job = client.app.state.jobs.store.get(r.json()["job_id"])  # type: ignore[attr-defined]
+    assert job.params["model"].endswith("tiny.safetensors")
+    assert job.params["lora_dir"].endswith("loras")  # <lora:..> tags resolve there
+
+
+def test_text2img_refuses_a_side_the_engine_would_change(client: TestClient) -> None:
+    r = client.post("/api/generate/text2img", json={"prompt": "x", "width": 72})
+    assert r.status_code == 400
+    assert "64 or 128" in r.text
