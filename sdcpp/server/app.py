@@ -19,6 +19,7 @@ from ..errors import InvalidArgument, SdcppError
 from ..registry import ModelRegistry
 from .auth import AuthMiddleware, AuthService, guard_routes
 from .auth.permissions import access_of
+from .dialects.openai import router as openai_api
 from .datadir import DataDirLock
 from .errors import ApiError, error_response
 from .events import EventBus
@@ -151,6 +152,7 @@ def create_app(
                 *native.routes(),
                 *images.routes(),
                 *models.routes(),
+                *openai_api.routes(),
             ]
         ),
         middleware=middleware,

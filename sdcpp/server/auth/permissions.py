@@ -119,6 +119,11 @@ RULES: dict[str, Rule | dict[str, Rule]] = {
     # Seed 004 lists this one as public; it makes the server fetch any URL for the caller, so
     # here it is for signed-in users only (and off unless enabled).
     "/api/image/download": USER,
+    # OpenAI Images dialect (dialects/openai)
+    "/v1/images/generations": USER,
+    "/v1/models": GUEST,
+    "/v1/models/{model_id:path}": GUEST,
+    "/v1/{rest:path}": PUBLIC,  # OPTIONS preflights
 }
 _UNDECLARED = Rule(Access.ADMIN)
 

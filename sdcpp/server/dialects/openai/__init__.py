@@ -1,0 +1,1 @@
+"""The OpenAI Images dialect (``/v1``, seed 003's contract)."""
