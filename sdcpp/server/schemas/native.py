@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ...jobspec import ImageSpec
+from ...jobspec import LIMITS, ImageSpec, LoraRef
 from ...options import SampleMethod, Scheduler
 
 # Seed 004 lists "dpmpp2m"-style spellings; the engine's are "dpm++2m". Accept both.
@@ -75,6 +75,15 @@ class SamplingChoice(BaseModel):
         return check_scheduler(value)
 
 
+class LoraItem(BaseModel):
+    """A LoRA from the LoRA dir (default ``{models}/loras``) by file stem, with its weight."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., min_length=1, max_length=1024)
+    weight: float = Field(1.0, ge=LIMITS["lora_weight"].low, le=LIMITS["lora_weight"].high)
+
+
 class GenerateBase(EngineOptions, SamplingChoice):
     """Fields shared by every generation endpoint (seed 004's text2img body and more)."""
 
@@ -101,6 +110,7 @@ class GenerateBase(EngineOptions, SamplingChoice):
     taesd_path: str | None = None
     embedding_dir: str | None = None
     lora_model_dir: str | None = None
+    loras: list[LoraItem] = Field(default_factory=list, max_length=32)
     output_format: OutputFormat = "png"
     output_quality: int = Field(90, ge=1, le=100)
 
@@ -139,6 +149,7 @@ class GenerateBase(EngineOptions, SamplingChoice):
             **{k: v for k, v in files.items() if v},
             **context,
             **images,
+            loras=tuple(LoraRef(name=lora.name, weight=lora.weight) for lora in self.loras),
             output_format=self.output_format,
             output_quality=self.output_quality,
         )

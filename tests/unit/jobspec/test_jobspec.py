@@ -116,3 +116,13 @@ def test_text2img_refuses_a_side_the_engine_would_change(client: TestClient) -> 
     r = client.post("/api/generate/text2img", json={"prompt": "x", "width": 72})
     assert r.status_code == 400
     assert "64 or 128" in r.text
+
+
+def test_text2img_structured_loras_resolve_or_404_before_queuing(client: TestClient) -> None:
+    body = {"prompt": "x", "loras": [{"name": "style", "weight": 0.6}]}
+    r = client.post("/api/generate/text2img", json=body)
+    assert r.status_code in (200, 202), r.text
+    job = client.app.state.jobs.store.get(r.json()["job_id"])  # type: ignore[attr-defined]
+    assert job.params["loras"][0]["multiplier"] == 0.6
+    r = client.post("/api/generate/text2img", json={"prompt": "x", "loras": [{"name": "nope"}]})
+    assert r.status_code == 404 and "nope" in r.text
