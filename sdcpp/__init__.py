@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _native
+try:
+    from . import _native
+except ImportError as _exc:  # pragma: no cover - depends on how sdcpp was installed
+    # Python finds the checkout's sdcpp/ (no compiled _native in it) before the installed one.
+    raise ImportError(
+        f"sdcpp was imported from {__path__[0]}, which has no compiled extension (_native). "
+        "Either install this checkout in editable mode (pip install -e .) or run Python "
+        "from outside the checkout so the installed sdcpp is found."
+    ) from _exc
 from ._generation import GenerationRequest
 from ._logging import set_log_callback
 from .convert import convert

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,3 +34,24 @@ def tiny(tiny_path: Path) -> Iterator[sdcpp.StableDiffusion]:
 def sd1(sd1_path: Path) -> Iterator[sdcpp.StableDiffusion]:
     with sdcpp.StableDiffusion(sd1_path, n_threads=2) as sd:
         yield sd
+
+
+# Set by .ci/run (which runs as root): there a root-needing test that would skip fails instead.
+REQUIRE_ROOT_ENV = "SDCPP_REQUIRE_ROOT_TESTS"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Every test that touches the ~2 GB model is `slow`, marked or not: `-m "not slow"` stays quick.
+    for item in items:
+        if {"sd1", "sd1_path"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    marker = item.get_closest_marker("needs_root")
+    if marker is None or os.geteuid() == 0:
+        return
+    reason = f"needs root: {marker.args[0] if marker.args else 'system accounts'}"
+    if os.environ.get(REQUIRE_ROOT_ENV):
+        pytest.fail(f"{reason} ({REQUIRE_ROOT_ENV} is set, so this must not skip)")
+    pytest.skip(reason)

@@ -73,8 +73,6 @@ def pam_accounts() -> None:
         pytest.fail(
             "the PAM test accounts are missing: run .ci/run, or as root .ci/pam-test-users.sh"
         )
-    if os.geteuid() != 0:
-        pytest.fail("the PAM end-to-end test needs root: pam_unix checks passwords in /etc/shadow")
 
 
 @pytest.fixture
@@ -94,6 +92,7 @@ def pam_server(tmp_path: Path, pam_accounts: None) -> Iterator[Serve]:
         srv.stop()
 
 
+@pytest.mark.needs_root("pam_unix checks passwords in /etc/shadow; the accounts are made as root")
 def test_pam_login_then_wrong_password(pam_server: Serve) -> None:
     url = pam_server.url
     r = httpx.post(
@@ -157,9 +156,8 @@ def _get_over_socket_as(path: Path, uid: int, gid: int, headers: dict[str, str])
     return {"status": int(head.split()[1]), "body": json.loads(body)}
 
 
+@pytest.mark.needs_root("it makes a request as another uid")
 def test_unix_socket_identifies_the_peer_uid(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.fail("this test needs root to make a request as another uid (runs in .ci/run)")
     nobody = pwd.getpwnam("nobody")
     # pytest's tmp dirs are private to root; the socket needs a folder nobody can traverse
     sock_dir = Path(tempfile.mkdtemp(prefix="sdcpp-uds-"))

@@ -17,6 +17,7 @@ def pixels(image: Image.Image) -> np.ndarray:
     return np.asarray(image)
 
 
+@pytest.mark.slow
 def test_txt2img_full_size_sd1(sd1: sdcpp.StableDiffusion) -> None:
     (image,) = sd1.generate("a cat", seed=42, **SMALL)
     array = pixels(image)
