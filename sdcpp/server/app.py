@@ -27,6 +27,7 @@ from .generation import GenerationService
 from .jobs import JobService
 from .middleware import BodyLimitMiddleware, RequestIdMiddleware
 from .openapi import build_openapi
+from .dialects.diffusionapi import router as diffusionapi
 from .routers import auth as auth_api
 from .routers import images, models, native, system
 from .settings import Settings
@@ -153,6 +154,7 @@ def create_app(
                 *images.routes(),
                 *models.routes(),
                 *openai_api.routes(),
+                *diffusionapi.routes(),
             ]
         ),
         middleware=middleware,

@@ -50,6 +50,13 @@ CAPABILITY = Rule(Access.PUBLIC, owned=True)
 RULES: dict[str, Rule | dict[str, Rule]] = {
     # system
     "/api/health": PUBLIC,
+    # seed 001 (dialects/diffusionapi)
+    "/hello": PUBLIC,
+    "/models": USER,
+    "/loras": USER,
+    "/upscalers": USER,
+    "/txt2img": USER,
+    "/queue/{job_id:str}": OWNED,
     "/health": PUBLIC,
     "/api/status": PUBLIC,
     "/readyz": PUBLIC,

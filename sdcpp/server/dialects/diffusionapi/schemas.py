@@ -1,0 +1,113 @@
+"""Seed 001's request models (field names, defaults and types as the seed writes them)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Seed 001's sampler names (A1111 spellings) -> the engine's (sampler, scheduler); the scheduler
+# suffix ("Karras") wins over scheduler_type only when the name carries one.
+SAMPLERS: dict[str, tuple[str, str | None]] = {
+    "Euler": ("euler", None),
+    "Euler a": ("euler_a", None),
+    "Heun": ("heun", None),
+    "DPM2": ("dpm2", None),
+    "DPM++ 2M": ("dpm++2m", None),
+    "DPM++ 2M Karras": ("dpm++2m", "karras"),
+    "DPM++ 2S a": ("dpm++2s_a", None),
+    "DPM++ 2S a Karras": ("dpm++2s_a", "karras"),
+    "DPM2 Karras": ("dpm2", "karras"),
+    "LCM": ("lcm", None),
+    "iPNDM": ("ipndm", None),
+    "DDIM": ("ddim_trailing", None),
+    "TCD": ("tcd", None),
+}
+SCHEDULERS = {
+    "karras": "karras",
+    "exponential": "exponential",
+    "normal": "discrete",
+    "discrete": "discrete",
+    "simple": "simple",
+    "sgm_uniform": "sgm_uniform",
+    "ays": "ays",
+    "gits": "gits",
+}
+
+
+class LoRA(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str = Field(..., min_length=1)
+    scale: float = Field(1.0, ge=-100.0, le=100.0)
+
+
+class HiresConfig(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    enabled: bool = False
+    scale: float = Field(2.0, gt=1.0, le=8.0)
+    upscaler: str = "Latent"
+    steps: int = Field(20, ge=1, le=150)
+    denoising_strength: float = Field(0.4, ge=0.0, le=1.0)
+
+
+class Txt2ImgRequest(BaseModel):
+    """Seed 001's Txt2ImgRequest; unknown keys ignored (the seed's FastAPI model does too)."""
+
+    model_config = ConfigDict(extra="ignore")
+    prompt: str = Field(..., min_length=1, max_length=20000)
+    negative_prompt: str = Field("", max_length=20000)
+    steps: int = Field(30, ge=1, le=150)
+    cfg_scale: float = Field(7.0, ge=0.0, le=30.0)
+    width: int = Field(512, ge=64, le=4096, multiple_of=8)
+    height: int = Field(512, ge=64, le=4096, multiple_of=8)
+    model: str | None = None  # seed default "stable-diffusion-v1-5"; None: the server's model
+    sampler_name: str = "DPM++ 2M Karras"
+    scheduler_type: str = "karras"
+    fileType: Literal["jpg", "png"] = "jpg"
+    jpeg_quality: int = Field(85, ge=1, le=100)
+    loras: list[LoRA | str] = Field(default_factory=list)
+    hires: HiresConfig | None = None
+    refiner_checkpoint: str | None = None
+    refiner_switch_at: float = Field(0.8, gt=0.0, lt=1.0)
+
+    def lora_list(self) -> list[LoRA]:
+        """Plain names are LoRAs at scale 1.0 (seed 001, note 4)."""
+        return [LoRA(name=x, scale=1.0) if isinstance(x, str) else x for x in self.loras]
+
+    def to_spec(self) -> dict[str, Any]:
+        """The engine-level job: names still unresolved (the submitter resolves them)."""
+        if self.sampler_name not in SAMPLERS:
+            raise ValueError(
+                f"unknown sampler_name {self.sampler_name!r}; known: {', '.join(SAMPLERS)}"
+            )
+        if self.scheduler_type not in SCHEDULERS:
+            raise ValueError(
+                f"unknown scheduler_type {self.scheduler_type!r}; known: {', '.join(SCHEDULERS)}"
+            )
+        sampler, implied = SAMPLERS[self.sampler_name]
+        hires = self.hires if self.hires is not None and self.hires.enabled else None
+        return {
+            "model": self.model,
+            "generation": {
+                "prompt": self.prompt,
+                "negative_prompt": self.negative_prompt,
+                "width": self.width,
+                "height": self.height,
+                "steps": self.steps,
+                "cfg_scale": self.cfg_scale,
+                "sample_method": sampler,
+                "scheduler": implied or SCHEDULERS[self.scheduler_type],
+            },
+            "loras": [(lora.name, lora.scale) for lora in self.lora_list()],
+            "hires": None
+            if hires is None
+            else {
+                "upscaler": hires.upscaler,
+                "scale": hires.scale,
+                "steps": hires.steps,
+                "denoising_strength": hires.denoising_strength,
+            },
+            "refiner": self.refiner_checkpoint,
+            "output_format": "jpeg" if self.fileType == "jpg" else "png",
+            "output_quality": self.jpeg_quality,
+        }

@@ -1,0 +1,98 @@
+"""Seed 001 (Diffusion API) over a fake engine: lists, txt2img defaults, queue shape, errors."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fake_engine import FakeEngine
+from starlette.testclient import TestClient
+
+from sdcpp import _safetensors
+from sdcpp.server import Settings, create_app
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    return FakeEngine()
+
+
+@pytest.fixture
+def client(tmp_path: Path, engine: FakeEngine) -> Iterator[TestClient]:
+    models = tmp_path / "data" / "models" / "checkpoints"
+    models.mkdir(parents=True)
+    _safetensors.save(models / "tiny.safetensors", {"x": np.zeros(2, np.float16)})
+    settings = Settings(data_dir=tmp_path / "data", max_queue=5, shutdown_grace=0.5)
+    with TestClient(create_app(settings, engine=engine)) as c:
+        yield c
+
+
+def wait_state(client: TestClient, job_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        body = client.get(f"/queue/{job_id}").json()
+        if body["state"] in ("done", "error"):
+            return body
+        time.sleep(0.02)
+    raise AssertionError("job did not finish")
+
+
+def test_hello_and_lists(client: TestClient) -> None:
+    assert client.get("/hello").json() == {"ok": True}
+    models = client.get("/models").json()
+    assert models["status"] == "success"
+    assert [m["name"] for m in models["models"]] == ["tiny"]
+    assert models["models"][0]["type"] in ("standard", "sdxl")
+    assert client.get("/loras").json() == {"status": "success", "loras": []}
+    ups = client.get("/upscalers").json()
+    assert ups["upscalers"][0] == {"name": "Latent", "path": "internal"}
+
+
+def test_txt2img_defaults_and_done_shape(client: TestClient) -> None:
+    r = client.post("/txt2img", json={"prompt": "a forest", "width": 64, "height": 64})
+    assert r.status_code == 200 and r.json()["status"] == "queued"
+    job_id = r.json()["job_id"]
+    body = wait_state(client, job_id)
+    assert body["state"] == "done" and body["progress"] == 100
+    assert body["current_phase"] == "done" and body["status"] == "success"
+    assert body["file_type"] == "jpg" and body["jpeg_quality"] == 85
+    assert body["payload"]["steps"] == 30 and body["payload"]["cfg_scale"] == 7.0
+    assert Path(body["output_path"]).is_file() and body["image"]  # the fake engine writes PNG
+    params = client.get(f"/api/queue/job/{job_id}").json()
+    assert params["status"] == "completed"  # an ordinary job in the one queue
+
+
+def test_sampler_map_and_hires_params(client: TestClient, engine: FakeEngine) -> None:
+    hires = {"enabled": True, "scale": 2.0, "upscaler": "Latent", "steps": 3}
+    r = client.post("/txt2img", json={"prompt": "x", "width": 64, "height": 64, "hires": hires})
+    job = client.get(f"/api/queue/job/{r.json()['job_id']}").json()
+    assert job["status"] in ("queued", "processing", "completed")
+    wait_state(client, r.json()["job_id"])
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        ({"width": 64}, 422, "prompt"),
+        ({"prompt": "x", "width": 65}, 422, "width"),
+        ({"prompt": "x", "model": "nope"}, 404, "nope"),
+        ({"prompt": "x", "loras": ["missing-lora"]}, 404, "missing-lora"),
+        ({"prompt": "x", "hires": {"enabled": True, "upscaler": "ESR"}}, 404, "ESR"),
+        ({"prompt": "x", "sampler_name": "Bogus"}, 400, "DPM++ 2M Karras"),
+    ],
+)
+def test_errors_in_seed_style(
+    client: TestClient, body: dict[str, Any], status: int, needle: str
+) -> None:
+    r = client.post("/txt2img", json=body)
+    assert r.status_code == status
+    assert r.json()["status"] == "error" and needle in r.json()["error"]
+
+
+def test_unknown_job(client: TestClient) -> None:
+    r = client.get("/queue/nope")
+    assert r.status_code == 404 and r.json()["status"] == "error"
