@@ -21,6 +21,11 @@ async def health(request: Request) -> JSONResponse:
     )
 
 
+async def health_ok(request: Request) -> JSONResponse:
+    """Seed 000's readiness probe (LightDiffusion-Next): /api/health keeps seed 004's shape."""
+    return JSONResponse({"status": "ok"})
+
+
 def _status(request: Request) -> dict[str, Any]:
     state = request.app.state
     counts = state.jobs.store.counts()
@@ -162,7 +167,7 @@ async def docs(request: Request) -> Response:
 def routes() -> list[BaseRoute]:
     return [
         Route("/api/health", health),
-        Route("/health", health),
+        Route("/health", health_ok),
         Route("/api/status", status),
         Route("/readyz", readyz),
         Route("/api/version", version),

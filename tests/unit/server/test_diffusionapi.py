@@ -96,3 +96,8 @@ def test_errors_in_seed_style(
 def test_unknown_job(client: TestClient) -> None:
     r = client.get("/queue/nope")
     assert r.status_code == 404 and r.json()["status"] == "error"
+
+
+def test_health_probes(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "ok"}  # seed 000
+    assert client.get("/api/health").json()["status"] == "healthy"  # seed 004
