@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+from pathlib import Path
 
 logger = logging.getLogger("sdcpp.serve")
 
@@ -101,13 +102,17 @@ def run(args: argparse.Namespace) -> int:
             "can use the server (see --auth)",
             settings.host,
         )
-    logger.warning(
-        "sdcpp serve on http://%s:%d, auth %s (data in %s, models in %s)",
-        settings.host,
-        settings.port,
-        ",".join(settings.auth_methods),
+    # One start-up line at INFO (the CLI's root level is WARNING; this logger says more).
+    logger.setLevel(logging.INFO)
+    url = f"http://{settings.host}:{settings.port}"
+    logger.info(
+        "sdcpp serve on %s: data in %s, %d model(s) in %s, auth %s, UI at %s/",
+        url,
         settings.data_dir,
+        _count_models(settings.models_path),
         settings.models_path,
+        ",".join(settings.auth_methods),
+        url,
     )
     listen.run(
         create_app(settings, data_lock=data_lock),
@@ -118,6 +123,13 @@ def run(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=1,
     )
     return 0
+
+
+def _count_models(models_dir: str | Path) -> int:
+    from ..registry.paths import scan
+
+    # Files only (no detection): the count a user checks against what they put in the folder.
+    return sum(1 for _ in scan(Path(models_dir)))
 
 
 def _is_loopback(host: str) -> bool:

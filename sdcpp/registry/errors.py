@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..errors import InvalidArgument, SdcppError
 
 
@@ -19,3 +21,12 @@ class UnsafePathError(RegistryError, InvalidArgument):
 
 class AmbiguousModelError(RegistryError, InvalidArgument):
     """A name matches several models; use the id or relative path (or pass ``type``)."""
+
+
+def no_model_message(root: Path) -> str:
+    """What a request without any model hears: where to put one, and that no restart is needed."""
+    return (
+        f"no model installed: put a checkpoint (.safetensors or .gguf) in {root / 'checkpoints'} "
+        "(or upload one: POST /api/models/upload?type=checkpoints&filename=NAME); "
+        "it is picked up automatically, no restart needed"
+    )

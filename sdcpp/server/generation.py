@@ -13,7 +13,7 @@ from typing import Any
 
 from ..jobspec import ImageSpec, LoraNotFound
 from ..registry import ModelRegistry, ModelType
-from ..registry.errors import ModelNotFoundError, RegistryError
+from ..registry.errors import ModelNotFoundError, RegistryError, no_model_message
 from .errors import ApiError
 from .imaging import decode_image, store_input
 from .jobs import JobService
@@ -187,14 +187,7 @@ class GenerationService:
         else:
             checkpoints = self.registry.list(type=_IMAGE_TYPES, limit=1).items
             if not checkpoints:
-                raise ApiError(
-                    404,
-                    "MODEL_NOT_FOUND",
-                    f"no model installed: put a checkpoint (.safetensors or .gguf) in "
-                    f"{self.registry.root / 'checkpoints'} (or upload one with POST "
-                    "/api/models/upload?type=checkpoints&filename=NAME); it is picked up "
-                    "automatically, no restart needed",
-                )
+                raise ApiError(404, "MODEL_NOT_FOUND", no_model_message(self.registry.root))
             files["model"] = str(self.registry.resolve(checkpoints[0].id))
         for field, slot in req.FILE_FIELDS.items():
             if value := getattr(req, field):

@@ -18,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from ..jobspec import ImageSpec, LoraNotFound, SpecError
 from ..plan import plan_from_registry, raise_if_missing, raise_if_unsupported
 from ..registry import ModelRegistry, ModelType
-from ..registry.errors import ModelNotFoundError
+from ..registry.errors import ModelNotFoundError, no_model_message
 from .imaging import store_input
 
 _IMAGE_TYPES = ModelType.CHECKPOINT | ModelType.DIFFUSION_MODEL
@@ -50,10 +50,7 @@ def model_plan(registry: ModelRegistry, spec: ImageSpec, default: str | None) ->
     if not name:
         found = registry.list(type=_IMAGE_TYPES, limit=1).items
         if not found:
-            raise ModelNotFoundError(
-                "no model installed: put a checkpoint (.safetensors or .gguf) in "
-                f"{registry.root / 'checkpoints'}"
-            )
+            raise ModelNotFoundError(no_model_message(registry.root))
         name = found[0].id
     plan = plan_from_registry(registry, name)
     overrides = {
