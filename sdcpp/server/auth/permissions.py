@@ -172,15 +172,17 @@ def allowed(access: Access, role: str, guests_allowed: bool) -> bool:
 class Guard:
     """Wraps one route's app: refuses the request unless the identity meets its rule."""
 
-    def __init__(self, app: ASGIApp, route_path: str) -> None:
+    def __init__(self, app: ASGIApp, route_path: str, rules: dict[str, Rule] | None = None) -> None:
         self.app = app
         self.route_path = route_path
+        self.rules = rules or {}  # {METHOD: rule} declared by a ``routing.Endpoint``
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         from ..errors import ApiError
 
         method = scope.get("method", "GET")
-        rule = rule_for(self.route_path, method) or _UNDECLARED
+        declared = self.rules.get(method) or self.rules.get("GET")
+        rule = declared or rule_for(self.route_path, method) or _UNDECLARED
         identity = identity_of(scope)
         auth = getattr(scope["app"].state, "auth", None)
         guests_allowed = bool(auth is not None and auth.guests_allowed)
@@ -211,8 +213,8 @@ def guard_routes(routes: list[BaseRoute]) -> list[BaseRoute]:
     """Put a ``Guard`` in front of every route (in place; returns the same list)."""
     for route in routes:
         path = _route_path(route)
-        if path is None:
-            continue
+        if path is None or isinstance(getattr(route, "app", None), Guard):
+            continue  # declared by a routing.Endpoint: already behind its own rule
         if path not in RULES:
             logger.warning("route %s declares no access rule: admins only", path)
         route.app = Guard(route.app, path)  # type: ignore[attr-defined]
