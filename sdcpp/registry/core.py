@@ -83,6 +83,7 @@ class ModelRegistry:
         self._hash_locks: dict[str, threading.Lock] = {}
         self._scanned = False
         self._scanned_at = 0.0  # time.monotonic() of the last completed scan
+        self._background: threading.Thread | None = None
 
     # -- scanning ---------------------------------------------------------------------------
 
@@ -106,12 +107,24 @@ class ModelRegistry:
         if not self._scanned:
             self.refresh()
 
-    def _rescan_if_stale(self) -> bool:
-        """Rescan unless the last scan is under RESCAN_INTERVAL_S old; True if it rescanned."""
+    def _rescan_if_stale(self, wait: bool = True) -> bool:
+        """Rescan unless the last scan is under RESCAN_INTERVAL_S old; True if it rescanned.
+
+        ``wait=False`` rescans in a background thread and answers from the index as it is: a
+        scan of 1,000 files takes far longer than a listing may (bench/registry_listing.py).
+        """
         if self._scanned and time.monotonic() - self._scanned_at < RESCAN_INTERVAL_S:
             return False
-        self.refresh()
-        return True
+        if wait or not self._scanned:
+            self.refresh()
+            return True
+        with self._lock:
+            if self._background is None or not self._background.is_alive():
+                self._background = threading.Thread(
+                    target=self.refresh, name="sdcpp-registry-rescan", daemon=True
+                )
+                self._background.start()
+        return False
 
     def _record_for(self, found: FoundFile) -> _Record:
         detected = None
@@ -314,7 +327,9 @@ class ModelRegistry:
         if page < 1 or (limit is not None and limit < 1):
             raise InvalidArgument("page and limit must be at least 1")
         wanted = _parse_type(type)
-        self._rescan_if_stale()
+        with self._lock:
+            empty = not self._records
+        self._rescan_if_stale(wait=empty)  # an empty index: the user is waiting for a first model
         with self._lock:
             entries = [r.entry for r in self._records.values()]
         if wanted is not None:

@@ -464,6 +464,7 @@ def test_new_and_removed_files_are_noticed_without_refresh(
     assert reg.get("late").path == "checkpoints/late.safetensors"  # a miss rescans
     assert "checkpoints/late.safetensors" in paths(reg)
     new.unlink()
+    reg.refresh()
     assert paths(reg) == before
 
 
@@ -477,6 +478,10 @@ def test_listing_rescans_at_most_every_interval(
     weights(models / "checkpoints/late.safetensors")
     assert "checkpoints/late.safetensors" not in paths(reg)  # within the interval: cached
     monkeypatch.setattr(core, "RESCAN_INTERVAL_S", 0.0)
+    paths(reg)  # stale: answers at once, rescans in the background
+    assert reg._background is not None
+    reg._background.join(10)
+    monkeypatch.setattr(core, "RESCAN_INTERVAL_S", 3600.0)
     assert "checkpoints/late.safetensors" in paths(reg)
 
 
