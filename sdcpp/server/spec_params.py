@@ -161,3 +161,17 @@ def _stored(value: bytes | str, inputs: Path, name: str, mode: str, max_pixels: 
             return str(store_input(image, inputs, name, mode=mode))
     except (OSError, UnidentifiedImageError):
         raise SpecError(f"{name}: not a PNG, JPEG or WebP image") from None
+
+
+def load_params(registry: ModelRegistry, name: str, threads: int | None) -> dict[str, Any]:
+    """The context keywords an explicit model load uses: the same plan, companions and default
+    LoRA/embedding dirs as a job for that model, so the job finds the loaded context (one
+    cache key) instead of loading a second copy."""
+    plan = model_plan(registry, ImageSpec(prompt="", model=name), None)
+    params: dict[str, Any] = {**plan.loader_kwargs(), **plan.context}
+    if threads:
+        params["n_threads"] = threads
+    for key, folder in (("lora_dir", "loras"), ("embedding_dir", "embeddings")):
+        if (path := _dir(registry, None, folder)) is not None:
+            params[key] = str(path)
+    return params

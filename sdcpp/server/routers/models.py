@@ -34,6 +34,7 @@ from ..auth.identity import identity_of
 from ..errors import ApiError
 from ..schemas.models import ConvertRequest, ValidateRequest
 from ..schemas.native import ModelBatchRequest, ModelIdRequest
+from ..spec_params import load_params
 from .native import body
 
 T = TypeVar("T")
@@ -149,10 +150,10 @@ async def _load_check(request: Request, name: str, report: dict[str, Any]) -> di
 
 
 async def _load(request: Request, name: str) -> dict[str, Any]:
-    entry, path = await _registry_call(request, model_info.loadable_path, name)
-    params: dict[str, Any] = {"model": path}
-    if threads := request.app.state.settings.threads:
-        params["n_threads"] = threads  # as GenerationService sets it: the same loaded context
+    entry, _ = await _registry_call(request, model_info.loadable_path, name)
+    # Planned the way a job for this model is, so that job finds this context loaded.
+    plan = functools.partial(load_params, threads=request.app.state.settings.threads)
+    params = await _registry_call(request, plan, entry.id)
     final = await _engine_call(request, request.app.state.jobs.load_model, params)
     if final.get("type") != "loaded":
         code = str(final.get("code") or "MODEL_LOAD_FAILED")

@@ -58,7 +58,14 @@ def test_load_then_unload(client: TestClient, engine: FakeEngine, root: Path) ->
     assert r.status_code == 200, r.text
     assert r.json()["message"] == "Model loaded successfully" and r.json()["model"] == alpha
     # the same params an image job sends, so that job finds the context loaded
-    assert engine.loads == [{"model": str(root / "checkpoints/alpha.safetensors"), "n_threads": 3}]
+    assert engine.loads == [
+        {
+            "model": str(root / "checkpoints/alpha.safetensors"),
+            "n_threads": 3,
+            "lora_dir": str(root / "loras"),
+            "embedding_dir": str(root / "embeddings"),
+        }
+    ]
     assert loaded_names(client) == ["alpha"]
     assert client.get("/api/status").json()["models"]["loaded_count"] == 1
 
