@@ -19,15 +19,15 @@ from ..errors import InvalidArgument, SdcppError
 from ..registry import ModelRegistry
 from .auth import AuthMiddleware, AuthService, guard_routes
 from .auth.permissions import access_of
-from .dialects.openai import router as openai_api
 from .datadir import DataDirLock
+from .dialects.diffusionapi import router as diffusionapi
+from .dialects.openai import router as openai_api
 from .errors import ApiError, error_response
 from .events import EventBus
 from .generation import GenerationService
 from .jobs import JobService
 from .middleware import BodyLimitMiddleware, RequestIdMiddleware
 from .openapi import build_openapi
-from .dialects.diffusionapi import router as diffusionapi
 from .routers import auth as auth_api
 from .routers import images, models, native, system
 from .settings import Settings
