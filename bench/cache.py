@@ -22,8 +22,6 @@ import sdcpp
 from sdcpp import cache_presets, synthetic
 from sdcpp.options import CacheOptions
 
-_ARCH = {"sd1": "sd1", "sd1_tiny": "sd1_tiny", "sdxs": "sdxs"}
-
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
@@ -42,9 +40,8 @@ def candidates(arch: str) -> list[tuple[str, CacheOptions | None]]:
 
 
 def measure(variant: str, steps: int, size: int, rounds: int, threads: int) -> list[dict[str, Any]]:
-    arch = _ARCH[variant]
     path = synthetic.cached_checkpoint(variant)
-    rows = candidates(arch)
+    rows = candidates(variant)  # the synthetic variants are named by their detection ids
     times: dict[str, list[float]] = {label: [] for label, _ in rows}
     images: dict[str, np.ndarray] = {}
     with sdcpp.StableDiffusion(model=path, n_threads=threads) as sd:
