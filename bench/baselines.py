@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,7 +48,26 @@ def build_sd_server(build_dir: Path | None = None) -> Path:
     return _build_target("sd-server", build_dir)
 
 
+class BaselineToolsMissing(SystemExit):
+    """The baselines need build tools that ``pip install .`` does not leave behind."""
+
+
+def require_build_tools() -> None:
+    """Name everything the upstream baselines need in one message, before any of it is used."""
+    missing = [tool for tool in ("cmake", "ninja") if shutil.which(tool) is None]
+    if shutil.which("c++") is None:
+        missing.append("a C++ compiler (c++)")
+    if missing:
+        raise BaselineToolsMissing(
+            "python -m bench compares sdcpp with upstream's sd-cli and sd-server, built here from "
+            f"the pinned engine source, and this environment lacks: {', '.join(missing)}. "
+            "`pip install cmake ninja` brings the first two; a compiler comes from the system "
+            "(`apt install g++`)."
+        )
+
+
 def _build_target(target: str, build_dir: Path | None) -> Path:
+    require_build_tools()
     build_dir = build_dir or default_build_dir()
     binary = build_dir / "bin" / target
     env = {**os.environ, "CCACHE_BASEDIR": str(ROOT), "CCACHE_NOHASHDIR": "1"}

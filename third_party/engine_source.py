@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -60,25 +61,25 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def sdist_only_flags() -> list[str]:
+    """pip flags that fetch the pinned source distribution and never a wheel of it.
+
+    pip prepares an sdist's metadata even for ``download``, with the distribution's build
+    backend (scikit-build-core). Inside sdcpp's own build that backend is already installed, so
+    pip uses it in place (``--no-build-isolation``; a fresh isolated environment under
+    ``--no-binary :all:`` would compile cmake from source). Elsewhere (``python -m bench`` in an
+    environment made by ``pip install .``) it is absent: then only the engine's distribution is
+    held to source and pip brings its build backend as wheels into its own isolated environment.
+    """
+    if importlib.util.find_spec("scikit_build_core") is not None:
+        return ["--no-binary", ":all:", "--no-build-isolation"]
+    return ["--no-binary", PIN["distribution"]]
+
+
 def download_sdist(dest: Path) -> Path:
     spec = f"{PIN['distribution']}=={PIN['version']}"
-    # --no-build-isolation: pip prepares the sdist's metadata with the scikit-build-core already
-    # in this environment instead of building a fresh environment (which, with --no-binary :all:,
-    # would compile cmake from source).
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-binary",
-        ":all:",
-        "--no-deps",
-        "--no-build-isolation",
-        "--disable-pip-version-check",
-        "-d",
-        str(dest),
-        spec,
-    ]
+    cmd = [sys.executable, "-m", "pip", "download", *sdist_only_flags(), "--no-deps"]
+    cmd += ["--disable-pip-version-check", "-d", str(dest), spec]
     result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     found = sorted(dest.glob("*.tar.gz"))
     if result.returncode != 0 or not found:
