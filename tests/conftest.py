@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pg_server import PgServer, start_server  # tests/unit is on pythonpath
 
 import sdcpp
 from sdcpp import synthetic
@@ -38,6 +39,17 @@ def sd1(sd1_path: Path) -> Iterator[sdcpp.StableDiffusion]:
 
 # Set by .ci/run (which runs as root): there a root-needing test that would skip fails instead.
 REQUIRE_ROOT_ENV = "SDCPP_REQUIRE_ROOT_TESTS"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PgServer]:
+    """A throw-away PostgreSQL server on loopback for the session (tests/unit/pg_server.py):
+    skips where none is installed, fails instead under SDCPP_REQUIRE_ROOT_TESTS (CI)."""
+    server = start_server()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

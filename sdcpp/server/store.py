@@ -30,9 +30,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .sqlite import SqliteStore
+from .sqlite import Cursor, SqliteStore, SqlStore
 
-__all__ = ["FINISHED", "JOB_KINDS", "STATUSES", "Job", "JobStatus", "JobStore", "QueueFull"]
+__all__ = [
+    "FINISHED",
+    "JOB_KINDS",
+    "STATUSES",
+    "Job",
+    "JobQueries",
+    "JobStatus",
+    "JobStore",
+    "QueueFull",
+]
 
 JobStatus = Literal["queued", "processing", "completed", "failed", "cancelled"]
 STATUSES: tuple[str, ...] = ("queued", "processing", "completed", "failed", "cancelled")
@@ -171,6 +180,15 @@ class QueueFull(Exception):
         self.retry_after = retry_after
 
 
+class QuotaExceeded(QueueFull):
+    """The submitting user holds ``max_queue`` queued jobs already (``max_queue_per_user``);
+    answered 429 with ``Retry-After`` (its own jobs must drain, not everyone's)."""
+
+    def __init__(self, queued: int, max_queue: int, retry_after: int) -> None:
+        super().__init__(queued, max_queue, retry_after)
+        self.args = (f"queue quota reached ({queued}/{max_queue} of your jobs waiting)",)
+
+
 def _dumps(value: Any) -> str:
     # allow_nan=False: NaN is not JSON, and PostgreSQL's json types would refuse it later.
     return json.dumps(value, allow_nan=False, separators=(",", ":"))
@@ -194,34 +212,45 @@ def _status_filter(
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
 
 
-class JobStore(SqliteStore):
-    NAME = "job store"
+class JobQueries(SqlStore):
+    """The job queue's queries, written once for SQLite (``JobStore``) and PostgreSQL
+    (``pgstore.PgJobStore``). What differs between the two is in the hooks below."""
 
-    def __init__(
-        self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time
-    ) -> None:
-        self._decoded: dict[str, Job] = {}  # finished jobs as decoded by list()
-        # RETURNING (SQLite >= 3.35) saves a round trip when claiming; the fallback is equally
-        # atomic because it runs inside the same BEGIN IMMEDIATE transaction.
-        self._use_returning = sqlite3.sqlite_version_info >= (3, 35, 0)
-        super().__init__(path, clock=clock)
+    NAME = "job store"
+    _decoded: dict[str, Job]  # finished jobs as decoded by list()
+    _use_returning = True
+    _count_triggers: tuple[str, ...] = ()
+    # Appended to the SELECTs that pick rows to change (claiming, recovery): PostgreSQL locks
+    # them so concurrent claimers skip each other's rows instead of taking the same job. SQLite
+    # needs nothing: BEGIN IMMEDIATE already makes every write transaction exclusive.
+    _LOCK_ROWS = ""
+    _LOCK_ROW = ""  # the same for a read-then-update of one job
+
+    def _serialize(self, cur: Cursor) -> None:
+        """Make this transaction exclusive among those that call this (schema upgrades,
+        ``create``'s queue length check and ``MAX(seq) + 1``); BEGIN IMMEDIATE on SQLite."""
+
+    def _columns(self, cur: Cursor) -> set[str]:
+        """Column names of the jobs table."""
+        raise NotImplementedError
 
     def _migrate(self) -> None:
         with self._write() as cur:
+            self._serialize(cur)
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     cur.execute(statement)
-            have = {row[1] for row in cur.execute("PRAGMA table_info(jobs)").fetchall()}
+            have = self._columns(cur)
             for name, kind in _V3_COLUMNS:  # a version 1 or 2 table: add the lease columns
                 if name not in have:
                     cur.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
             version = cur.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
             if version is not None and version > SCHEMA_VERSION:
                 raise RuntimeError(
-                    f"{self.path} has job schema version {version}; this sdcpp knows up to "
+                    f"{self.location} has job schema version {version}; this sdcpp knows up to "
                     f"{SCHEMA_VERSION} (was it written by a newer version?)"
                 )
-            for trigger in COUNT_TRIGGERS:
+            for trigger in self._count_triggers:
                 cur.execute(trigger)
             if version is None or version < 2:
                 # Counted once here, in the same transaction that starts keeping the counts.
@@ -239,9 +268,19 @@ class JobStore(SqliteStore):
     def schema_version(self) -> int:
         return int(self._read("SELECT MAX(version) FROM schema_version")[0][0])
 
-    @staticmethod
-    def _fetch(cur: sqlite3.Cursor, job_id: str) -> Job | None:
-        row = cur.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    def write_problem(self) -> str | None:
+        """None when the database takes a write now (a real, empty one: disk, permissions and
+        locks all checked), else why not; for the readiness probe."""
+        try:
+            with self._write() as cur:
+                cur.execute("UPDATE schema_version SET version = version")
+        except Exception as exc:  # sqlite3 or psycopg: any refusal means not ready
+            return f"the database takes no writes: {exc}"
+        return None
+
+    def _fetch(self, cur: Cursor, job_id: str, lock: bool = False) -> Job | None:
+        where = f"WHERE id = ?{self._LOCK_ROW if lock else ''}"
+        row = cur.execute(f"SELECT {_COLUMNS} FROM jobs {where}", (job_id,)).fetchone()
         return Job._from_row(row) if row else None
 
     # -- queue -------------------------------------------------------------------------------
@@ -253,7 +292,10 @@ class JobStore(SqliteStore):
         owner: str | None = None,
         max_queue: int | None = None,
         job_id: str | None = None,
+        max_per_owner: int | None = None,
     ) -> Job:
+        """Queue a job. ``max_queue``: refuse (QueueFull) at that many queued jobs;
+        ``max_per_owner``: refuse (QuotaExceeded) when ``owner`` has that many queued."""
         if kind not in JOB_KINDS:
             raise ValueError(f"unknown job kind {kind!r}; expected one of {sorted(JOB_KINDS)}")
         if job_id is None:
@@ -263,11 +305,18 @@ class JobStore(SqliteStore):
             raise ValueError(f"job id must be 32 lowercase hex digits, got {job_id!r}")
         params_text = _dumps(params)
         with self._write() as cur:
+            self._serialize(cur)
             if max_queue is not None:
                 queued = cur.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued'")
                 n = queued.fetchone()[0]
                 if n >= max_queue:
                     raise QueueFull(n, max_queue, self._retry_after(cur))
+            if max_per_owner and owner is not None:
+                mine = cur.execute(
+                    "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND owner = ?", (owner,)
+                ).fetchone()[0]
+                if mine >= max_per_owner:
+                    raise QuotaExceeded(mine, max_per_owner, self._retry_after(cur))
             if cur.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone():
                 raise ValueError(f"job {job_id} exists already")
             cur.execute(
@@ -279,7 +328,7 @@ class JobStore(SqliteStore):
         assert job is not None
         return job
 
-    def _retry_after(self, cur: sqlite3.Cursor) -> int:
+    def _retry_after(self, cur: Cursor) -> int:
         # One slot frees when the running job ends: mean duration of recent jobs minus how long
         # the oldest running one has been at it. A hint for clients, not a promise.
         durations = cur.execute(
@@ -314,7 +363,6 @@ class JobStore(SqliteStore):
         return int(rows[0][0]) or None  # the subquery is NULL (count 0) unless the job is queued
 
     def claim_next(self, worker_id: str, lease_seconds: float = 300.0) -> Job | None:
-        # On PostgreSQL the subquery gains FOR UPDATE SKIP LOCKED so claimers don't queue up.
         now = self._clock()
         sets = (now, worker_id, now + lease_seconds, now)
         update = (
@@ -322,7 +370,7 @@ class JobStore(SqliteStore):
             "lease_owner = ?, lease_expires = ?, heartbeat_at = ? "
             "WHERE status = 'queued' AND id = "
         )
-        pick = "SELECT id FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1"
+        pick = f"SELECT id FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1{self._LOCK_ROWS}"
         with self._write() as cur:
             if self._use_returning:
                 rows = cur.execute(f"{update}({pick}) RETURNING {_COLUMNS}", sets).fetchall()
@@ -420,7 +468,7 @@ class JobStore(SqliteStore):
         """
         now = self._clock()
         with self._write() as cur:
-            job = self._fetch(cur, job_id)
+            job = self._fetch(cur, job_id, lock=True)
             if job is None:
                 raise KeyError(job_id)
             if job.status != "processing":
@@ -480,7 +528,9 @@ class JobStore(SqliteStore):
             args.append(keep_owner)
         with self._write() as cur:
             rows = cur.execute(
-                f"SELECT id, attempts, lease_owner FROM jobs WHERE {where} ORDER BY seq", args
+                f"SELECT id, attempts, lease_owner FROM jobs WHERE {where} ORDER BY seq"
+                + self._LOCK_ROWS,
+                args,
             ).fetchall()
             requeued, failed = [], []
             for job_id, attempts, holder in rows:
@@ -489,17 +539,21 @@ class JobStore(SqliteStore):
                     requeued.append((why, now, job_id))
                 else:
                     failed.append((now, why, now, job_id))
-            cur.executemany(
-                "UPDATE jobs SET status = 'queued', started_at = NULL, last_error = ?, "
-                f"last_error_at = ?, {_NO_LEASE} WHERE id = ?",
-                requeued,
-            )
-            cur.executemany(
-                "UPDATE jobs SET status = 'failed', finished_at = ?, "
-                "error = 'interrupted by a server restart', last_error = ?, last_error_at = ?, "
-                f"{_NO_LEASE} WHERE id = ?",
-                failed,
-            )
+            # Failed first: PostgreSQL's count triggers lock job_counts rows in status order
+            # (failed < processing < queued), and one transaction must not go back in it.
+            if failed:
+                cur.executemany(
+                    "UPDATE jobs SET status = 'failed', finished_at = ?, "
+                    "error = 'interrupted by a server restart', last_error = ?, "
+                    f"last_error_at = ?, {_NO_LEASE} WHERE id = ?",
+                    failed,
+                )
+            if requeued:
+                cur.executemany(
+                    "UPDATE jobs SET status = 'queued', started_at = NULL, last_error = ?, "
+                    f"last_error_at = ?, {_NO_LEASE} WHERE id = ?",
+                    requeued,
+                )
         return [row[-1] for row in requeued], [row[-1] for row in failed]
 
     # Last in the class body: below this line the name ``list`` would mean this method.
@@ -536,3 +590,21 @@ class JobStore(SqliteStore):
             while len(self._decoded) > _DECODED_JOBS:
                 del self._decoded[next(iter(self._decoded))]  # the oldest entry
         return job
+
+
+class JobStore(JobQueries, SqliteStore):
+    """The job queue in the server's SQLite file (the default)."""
+
+    _count_triggers = COUNT_TRIGGERS
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._decoded = {}
+        # RETURNING (SQLite >= 3.35) saves a round trip when claiming; the fallback is equally
+        # atomic because it runs inside the same BEGIN IMMEDIATE transaction.
+        self._use_returning = sqlite3.sqlite_version_info >= (3, 35, 0)
+        super().__init__(path, clock=clock)
+
+    def _columns(self, cur: Cursor) -> set[str]:
+        return {row[1] for row in cur.execute("PRAGMA table_info(jobs)").fetchall()}

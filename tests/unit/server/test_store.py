@@ -3,27 +3,23 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from store_backends import Clock, OpenStore, RawSql
 
-from sdcpp.server.store import SCHEMA, SCHEMA_VERSION, STATUSES, Job, JobStore, QueueFull
+from sdcpp.server.sqlite import SqlStore
+from sdcpp.server.store import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    STATUSES,
+    Job,
+    JobQueries,
+    JobStore,
+    QueueFull,
+)
 
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+# Every test taking ``store`` or ``open_store`` runs on SQLite and on PostgreSQL (conftest.py).
 
 
 @pytest.fixture
@@ -32,17 +28,26 @@ def db(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(db: Path, clock: Clock) -> Iterator[JobStore]:
-    with JobStore(db, clock=clock) as s:
-        yield s
+def store(open_store: OpenStore) -> JobQueries:
+    return open_store()
 
 
-def fill(store: JobStore, n: int, owner: str | None = None) -> list[Job]:
+def fill(store: JobQueries, n: int, owner: str | None = None) -> list[Job]:
     return [store.create("txt2img", {"prompt": f"p{i}"}, owner=owner) for i in range(n)]
 
 
-def test_create_get_list_counts(store: JobStore, db: Path, clock: Clock) -> None:
-    assert db.exists()  # parent directory created
+def test_sqlite_file_and_pragmas(db: Path) -> None:
+    with JobStore(db) as s:
+        assert db.exists()  # parent directory created
+        assert not s.shared  # the data dir lock makes this process the only server
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        conn.close()
+
+
+def test_create_get_list_counts(store: JobQueries, clock: Clock) -> None:
     job = store.create("txt2img", {"prompt": "a cat"}, owner="u1")
     assert re.fullmatch(r"[0-9a-f]{32}", job.id)
     assert (job.status, job.kind, job.owner, job.created_at) == (
@@ -72,7 +77,7 @@ def test_create_get_list_counts(store: JobStore, db: Path, clock: Clock) -> None
     assert job.params == {"prompt": "a cat"}  # to_dict copies
 
 
-def test_create_validates_kind_and_id(store: JobStore) -> None:
+def test_create_validates_kind_and_id(store: JobQueries) -> None:
     with pytest.raises(ValueError, match="kind"):
         store.create("txt2image", {})
     with pytest.raises(ValueError, match="hex"):
@@ -86,7 +91,7 @@ def test_create_validates_kind_and_id(store: JobStore) -> None:
     assert store.count() == 1  # nothing half-written by the failures
 
 
-def test_json_params_round_trip(store: JobStore, db: Path) -> None:
+def test_json_params_round_trip(store: JobQueries, open_store: OpenStore) -> None:
     params = {
         "prompt": 'ünïcødé 猫 "quotes" \n',
         "cfg_scale": 7.25,
@@ -98,12 +103,11 @@ def test_json_params_round_trip(store: JobStore, db: Path) -> None:
     }
     job = store.create("img2img", params)
     store.close()
-    with JobStore(db) as again:
-        got = again.get(job.id)
-        assert got is not None and got.params == params
+    got = open_store().get(job.id)
+    assert got is not None and got.params == params
 
 
-def test_fifo_claim_order(store: JobStore, clock: Clock) -> None:
+def test_fifo_claim_order(store: JobQueries, clock: Clock) -> None:
     jobs = fill(store, 5)
     claimed = []
     while (job := store.claim_next("w1", lease_seconds=60)) is not None:
@@ -119,11 +123,16 @@ def test_fifo_claim_order(store: JobStore, clock: Clock) -> None:
     assert store.claim_next("w1") is None
 
 
-@pytest.mark.parametrize("returning", [True, False], ids=["returning", "select-update"])
-def test_concurrent_claims_never_share_a_job(db: Path, returning: bool) -> None:
-    # Four threads on one store, plus four stores on the same file (separate connections, as
-    # separate processes would have): every job is claimed exactly once.
-    stores = [JobStore(db) for _ in range(4)]
+@pytest.mark.parametrize(
+    ("backend", "returning"),
+    [("sqlite", True), ("sqlite", False), ("postgres", True)],
+    ids=["sqlite-returning", "sqlite-select-update", "postgres"],
+    indirect=["backend"],
+)
+def test_concurrent_claims_never_share_a_job(open_store: OpenStore, returning: bool) -> None:
+    # Four threads on one store, plus four stores on the same database (separate connections,
+    # as separate processes would have): every job is claimed exactly once.
+    stores = [open_store() for _ in range(4)]
     shared = stores[0]
     try:
         ids = {j.id for j in fill(shared, 50)}
@@ -132,7 +141,7 @@ def test_concurrent_claims_never_share_a_job(db: Path, returning: bool) -> None:
         got: list[list[str]] = [[] for _ in range(8)]
         barrier = threading.Barrier(8)
 
-        def claim(i: int, s: JobStore) -> None:
+        def claim(i: int, s: JobQueries) -> None:
             barrier.wait()
             while (job := s.claim_next(f"w{i}")) is not None:
                 got[i].append(job.id)
@@ -152,7 +161,7 @@ def test_concurrent_claims_never_share_a_job(db: Path, returning: bool) -> None:
             s.close()
 
 
-def test_queue_full(store: JobStore, clock: Clock) -> None:
+def test_queue_full(store: JobQueries, clock: Clock) -> None:
     fill(store, 3)
     with pytest.raises(QueueFull) as info:
         store.create("txt2img", {}, max_queue=3)
@@ -173,7 +182,7 @@ def test_queue_full(store: JobStore, clock: Clock) -> None:
     assert info.value.retry_after == 30
 
 
-def test_position(store: JobStore) -> None:
+def test_position(store: JobQueries) -> None:
     a, b, c = fill(store, 3)
     assert [store.position(j.id) for j in (a, b, c)] == [1, 2, 3]
     store.claim_next("w")
@@ -184,7 +193,7 @@ def test_position(store: JobStore) -> None:
     assert store.position("f" * 32) is None
 
 
-def test_finish_transitions(store: JobStore, clock: Clock) -> None:
+def test_finish_transitions(store: JobQueries, clock: Clock) -> None:
     a, b = fill(store, 2)
     with pytest.raises(ValueError):
         store.finish(a.id, "processing")
@@ -213,7 +222,7 @@ def test_finish_transitions(store: JobStore, clock: Clock) -> None:
     )
 
 
-def test_cancel_queued_vs_processing(store: JobStore) -> None:
+def test_cancel_queued_vs_processing(store: JobQueries) -> None:
     a, b, c = fill(store, 3)
     store.claim_next("w")
     assert store.cancel(a.id) is None  # running: the caller goes through the worker
@@ -227,7 +236,7 @@ def test_cancel_queued_vs_processing(store: JobStore) -> None:
     assert store.claim_next("w") is None
 
 
-def test_clear_queued(store: JobStore) -> None:
+def test_clear_queued(store: JobQueries) -> None:
     mine = fill(store, 3, owner="u1")
     theirs = fill(store, 2, owner="u2")
     store.claim_next("w")  # mine[0] is running and stays so
@@ -240,7 +249,7 @@ def test_clear_queued(store: JobStore) -> None:
     assert store.get(theirs[0].id) is not None  # records kept
 
 
-def test_delete_rules(store: JobStore) -> None:
+def test_delete_rules(store: JobQueries) -> None:
     a, b, c = fill(store, 3)
     store.claim_next("w")
     for job in (a, b):  # processing, queued
@@ -257,7 +266,7 @@ def test_delete_rules(store: JobStore) -> None:
     assert store.count() == 0
 
 
-def test_record_crash_requeues_then_fails(store: JobStore) -> None:
+def test_record_crash_requeues_then_fails(store: JobQueries) -> None:
     a, b = fill(store, 2)
     store.claim_next("w")
     again = store.record_crash(a.id, "worker exited with SIGSEGV")
@@ -281,17 +290,17 @@ def test_record_crash_requeues_then_fails(store: JobStore) -> None:
     assert store.claim_next("w").id == b.id  # type: ignore[union-attr]
 
 
-def test_recover_after_restart(db: Path, clock: Clock) -> None:
-    with JobStore(db, clock=clock) as s:
+def test_recover_after_restart(open_store: OpenStore) -> None:
+    with open_store() as s:
         a, b, c = fill(s, 3)
         s.claim_next("w")  # a runs when the server "dies"
-    with JobStore(db, clock=clock) as s:
+    with open_store() as s:
         assert s.recover() == ([a.id], [])
         assert [s.position(j.id) for j in (a, b, c)] == [1, 2, 3]
         assert s.get(a.id).started_at is None  # type: ignore[union-attr]
         claimed = s.claim_next("w")
         assert claimed is not None and claimed.id == a.id and claimed.attempts == 2
-    with JobStore(db, clock=clock) as s:
+    with open_store() as s:
         assert s.recover() == ([], [a.id])
         dead = s.get(a.id)
         assert dead is not None and dead.status == "failed"
@@ -300,7 +309,7 @@ def test_recover_after_restart(db: Path, clock: Clock) -> None:
         assert s.count(status="queued") == 2  # queued jobs continue
 
 
-def test_leases_expire_and_renew(store: JobStore, clock: Clock) -> None:
+def test_leases_expire_and_renew(store: JobQueries, clock: Clock) -> None:
     a, b = fill(store, 2)
     store.claim_next("w1", lease_seconds=10)
     store.claim_next("w2", lease_seconds=100)
@@ -317,31 +326,26 @@ def test_leases_expire_and_renew(store: JobStore, clock: Clock) -> None:
     assert [j.id for j in store.expired_leases(now=clock.now + 1000)] == [b.id]
 
 
-def test_persistence_and_pragmas(db: Path) -> None:
-    with JobStore(db) as s:
+def test_persistence_and_versions(open_store: OpenStore) -> None:
+    with open_store() as s:
         job = s.create("video", {"frames": 16}, owner="u")
         s.claim_next("w")
         s.finish(job.id, "completed", outputs=["v.webm"], result={"generation_time": 1.5})
         queued = s.create("convert", {"type": "q8_0"})
         assert s.schema_version == SCHEMA_VERSION == 3
-    with JobStore(db) as s:
+    with open_store() as s:
         done = s.get(job.id)
         assert done is not None and done.outputs == ["v.webm"]
         assert done.result == {"generation_time": 1.5}
         assert s.get(queued.id) == queued
         assert s.create("txt2img", {}).seq == queued.seq + 1
-    with JobStore(db) as s, pytest.raises(sqlite3.ProgrammingError):
+    with open_store() as s, pytest.raises(Exception, match="the job store is closed"):
         s.close()
         s.get(job.id)
-    conn = sqlite3.connect(db)
-    try:
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        conn.execute("INSERT INTO schema_version (version) VALUES (99)")
-        conn.commit()
-    finally:
-        conn.close()
+    with open_store() as s, s._write() as cur:
+        cur.execute("INSERT INTO schema_version (version) VALUES (99)")
     with pytest.raises(RuntimeError, match="newer"):
-        JobStore(db)
+        open_store()
 
 
 def test_schema_is_portable_sql() -> None:
@@ -364,7 +368,7 @@ def test_schema_is_portable_sql() -> None:
     assert types == {"TEXT", "INTEGER", "BIGINT", "DOUBLE PRECISION"}
 
 
-def test_list_reuses_decoded_finished_jobs_only(store: JobStore, clock: Clock) -> None:
+def test_list_reuses_decoded_finished_jobs_only(store: JobQueries, clock: Clock) -> None:
     a, b = fill(store, 2)
     store.claim_next("w")
     clock.now += 1
@@ -382,17 +386,14 @@ def test_list_reuses_decoded_finished_jobs_only(store: JobStore, clock: Clock) -
     assert [job.id for job in store.list()] == [b.id]
 
 
-def counted(db: Path) -> dict[str, int]:
+def counted(other: SqlStore) -> dict[str, int]:
     """Jobs per status counted from the table itself, as a second connection sees them."""
-    conn = sqlite3.connect(db)
-    try:
-        found = dict(conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status"))
-    finally:
-        conn.close()
-    return {status: found.get(status, 0) for status in STATUSES}
+    found = dict(other._read("SELECT status, COUNT(*) FROM jobs GROUP BY status"))
+    return {status: int(found.get(status, 0)) for status in STATUSES}
 
 
-def test_counts_follow_every_transition(store: JobStore, db: Path) -> None:
+def test_counts_follow_every_transition(store: JobQueries, open_store: OpenStore) -> None:
+    other = open_store()
     jobs = fill(store, 6, owner="u1")
     checks = [
         lambda: store.claim_next("w"),
@@ -412,7 +413,7 @@ def test_counts_follow_every_transition(store: JobStore, db: Path) -> None:
     ]
     for step in checks:
         step()
-        assert store.counts() == counted(db)
+        assert store.counts() == counted(other)
     assert store.counts() == {
         "queued": 0,
         "processing": 0,
@@ -422,26 +423,26 @@ def test_counts_follow_every_transition(store: JobStore, db: Path) -> None:
     }
 
 
-def test_a_version_1_database_gets_its_counts(db: Path) -> None:
-    with JobStore(db) as s:
+def test_a_version_1_database_gets_its_counts(
+    open_store: OpenStore, raw_sql: RawSql, backend: str
+) -> None:
+    with open_store() as s:
         a, b, _ = fill(s, 3)
         s.claim_next("w")
         s.finish(a.id, "completed")
     # what version 1 wrote: the jobs table alone, no counts
-    conn = sqlite3.connect(db)
-    try:
-        for trigger in ("job_counts_insert", "job_counts_delete", "job_counts_update"):
-            conn.execute(f"DROP TRIGGER {trigger}")
-        conn.execute("DROP TABLE job_counts")
-        conn.execute("UPDATE schema_version SET version = 1")
-        conn.commit()
-    finally:
-        conn.close()
-    with JobStore(db) as s:
+    if backend == "sqlite":
+        triggers = ("job_counts_insert", "job_counts_delete", "job_counts_update")
+        drops = [f"DROP TRIGGER {trigger}" for trigger in triggers]
+    else:
+        drops = ["DROP TRIGGER job_counts_change ON jobs", "DROP FUNCTION sdcpp_job_counts"]
+    raw_sql(*drops, "DROP TABLE job_counts", "UPDATE schema_version SET version = 1")
+    with open_store() as s:
+        other = open_store()
         assert s.schema_version == SCHEMA_VERSION
         assert (
             s.counts()
-            == counted(db)
+            == counted(other)
             == {
                 "queued": 2,
                 "processing": 0,
@@ -451,4 +452,4 @@ def test_a_version_1_database_gets_its_counts(db: Path) -> None:
             }
         )
         s.cancel(b.id)
-        assert s.counts() == counted(db)
+        assert s.counts() == counted(other)

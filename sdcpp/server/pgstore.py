@@ -1,0 +1,244 @@
+"""The job store on PostgreSQL (``sdcpp serve --database postgresql://…``), for a queue that many
+API processes and engine workers share.
+
+Same tables, same queries, same migration path as the SQLite store (``store.JobQueries``); what
+differs is isolated in the hooks this module fills in:
+
+- placeholders: the queries are written with ``?``; ``_PgCursor`` hands psycopg ``%s``.
+- claiming and recovery pick rows ``FOR UPDATE SKIP LOCKED``: two claimers never take the same
+  job and never wait for each other; a crash record locks its one row (``FOR UPDATE``).
+- ``create`` and schema upgrades take a transaction-scoped advisory lock, which is what SQLite's
+  ``BEGIN IMMEDIATE`` gives for free: ``MAX(seq) + 1`` and the queue length check stay exact.
+- the job counts are kept by one plpgsql trigger. It updates the two ``job_counts`` rows of a
+  transition in status order, so concurrent transitions cannot deadlock on them.
+
+Leases are the SQLite store's: ``lease_owner``/``lease_expires``/``heartbeat_at``, renewed by
+the holder; ``recover(expired_only=True)`` is the only recovery a shared queue may run
+(``shared`` tells the job service so). Every table name here is unprefixed and none starts with
+``procrastinate_``, so procrastinate's schema can live in the same database.
+
+Threading: one connection guarded by one lock, as on SQLite. A broken connection (server
+restarted, network) is replaced at the next call; the call that saw it fails.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from ..errors import SdcppError
+from .sqlite import Cursor, SqlStore
+from .store import JobQueries
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["DatabaseUnavailable", "PgJobStore", "PgStore", "check_url", "redact"]
+
+# One function keeps job_counts (store.py's COUNT_TRIGGERS, as plpgsql). The two rows of a
+# transition are touched in "C" collation order of their status: every transaction takes the
+# row locks in the same order, so none waits in a cycle.
+_COUNT_FUNCTION = """
+CREATE OR REPLACE FUNCTION sdcpp_job_counts() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    first_status TEXT;
+    first_delta BIGINT;
+    second_status TEXT;
+    second_delta BIGINT;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        first_status := NEW.status; first_delta := 1;
+    ELSIF TG_OP = 'DELETE' THEN
+        first_status := OLD.status; first_delta := -1;
+    ELSIF OLD.status = NEW.status THEN
+        RETURN NULL;
+    ELSIF OLD.status COLLATE "C" < NEW.status COLLATE "C" THEN
+        first_status := OLD.status; first_delta := -1;
+        second_status := NEW.status; second_delta := 1;
+    ELSE
+        first_status := NEW.status; first_delta := 1;
+        second_status := OLD.status; second_delta := -1;
+    END IF;
+    INSERT INTO job_counts (status, n) VALUES (first_status, first_delta)
+        ON CONFLICT (status) DO UPDATE SET n = job_counts.n + EXCLUDED.n;
+    IF second_status IS NOT NULL THEN
+        INSERT INTO job_counts (status, n) VALUES (second_status, second_delta)
+            ON CONFLICT (status) DO UPDATE SET n = job_counts.n + EXCLUDED.n;
+    END IF;
+    RETURN NULL;
+END $$"""
+_COUNT_TRIGGER = """
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                   WHERE tgname = 'job_counts_change' AND tgrelid = 'jobs'::regclass) THEN
+        CREATE TRIGGER job_counts_change AFTER INSERT OR DELETE OR UPDATE OF status ON jobs
+            FOR EACH ROW EXECUTE FUNCTION sdcpp_job_counts();
+    END IF;
+END $$"""
+
+
+class DatabaseUnavailable(SdcppError):
+    """psycopg is not installed, or the PostgreSQL server cannot be reached or used."""
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError:
+        raise DatabaseUnavailable(
+            "a postgresql:// database needs psycopg: pip install 'sdcpp[postgres]' "
+            "(or: pip install 'psycopg[binary]')"
+        ) from None
+    return psycopg
+
+
+def check_url(url: str) -> str:
+    """``url`` if it names a PostgreSQL database, else InvalidArgument-style ValueError."""
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ValueError(f"database must be a postgresql:// URL, got {redact(url)!r}")
+    return url
+
+
+def redact(url: str) -> str:
+    """``url`` without its password (for messages and logs)."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    credentials, _, host = netloc.rpartition("@")
+    if not sep or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}{slash}{path}"
+
+
+@functools.lru_cache(maxsize=512)
+def _placeholders(sql: str) -> str:
+    # No query here has a '?' or a '%' inside a string literal, so this is exact.
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class _PgCursor:
+    """A psycopg cursor that takes the ``?`` placeholders the shared queries use."""
+
+    def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
+        self._cur = cursor
+
+    @property
+    def rowcount(self) -> int:
+        return self._cur.rowcount
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> _PgCursor:
+        if parameters:
+            self._cur.execute(_placeholders(sql), parameters)
+        else:
+            self._cur.execute(sql)
+        return self
+
+    def executemany(self, sql: str, seq_of_parameters: Sequence[Sequence[Any]], /) -> _PgCursor:
+        self._cur.executemany(_placeholders(sql), seq_of_parameters)
+        return self
+
+    def fetchone(self) -> Any:
+        return self._cur.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cur.fetchall()
+
+
+class PgStore(SqlStore):
+    """``SqliteStore``'s contract on a PostgreSQL connection: connects, then ``_migrate()``."""
+
+    shared = True  # other processes hold leases in this database
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.url = check_url(url)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._timeout = connect_timeout
+        self._conn: psycopg.Connection[Any] | None = None
+        self._closed = False
+        self._pg = _psycopg()
+        self._open()
+
+    def _prepare(self) -> None:
+        with self._lock:
+            self._connection()
+
+    @property
+    def location(self) -> str:
+        return redact(self.url)
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._closed:
+            raise DatabaseUnavailable(f"the {self.NAME} is closed")
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            try:
+                self._conn = self._pg.connect(
+                    self.url,
+                    autocommit=True,  # transactions are explicit: _write()
+                    connect_timeout=max(1, round(self._timeout)),
+                    application_name="sdcpp",
+                )
+            except self._pg.Error as exc:
+                first = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+                raise DatabaseUnavailable(
+                    f"cannot connect to PostgreSQL at {self.location}: {first}"
+                ) from None
+        assert self._conn is not None
+        return self._conn
+
+    @contextmanager
+    def _write(self) -> Iterator[Cursor]:
+        with self._lock:
+            conn = self._connection()
+            with conn.transaction(), conn.cursor() as cur:
+                yield _PgCursor(cur)
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        with self._lock, self._connection().cursor() as cur:
+            _PgCursor(cur).execute(sql, args)
+            return cur.fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+class PgJobStore(JobQueries, PgStore):
+    """The job queue in a PostgreSQL database; same interface and schema as ``JobStore``."""
+
+    _count_triggers = (_COUNT_FUNCTION, _COUNT_TRIGGER)
+    _LOCK_ROWS = " FOR UPDATE SKIP LOCKED"
+    _LOCK_ROW = " FOR UPDATE"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self._decoded = {}
+        super().__init__(url, clock=clock, connect_timeout=connect_timeout)
+
+    def _serialize(self, cur: Cursor) -> None:
+        # Per schema: two sdcpp queues in one database (search_path) do not wait on each other.
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext('sdcpp.jobs:' || current_schema()))")
+
+    def _columns(self, cur: Cursor) -> set[str]:
+        rows = cur.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = 'jobs'"
+        ).fetchall()
+        return {row[0] for row in rows}

@@ -1,0 +1,75 @@
+"""The job store under test, on each database it supports: SQLite (always) and PostgreSQL (a
+throw-away server, tests/unit/pg_server.py; each test on a schema of its own)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from store_backends import Clock, OpenStore, RawSql
+
+from sdcpp.server.store import JobQueries, JobStore
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Path | str:
+    """The test's database: an SQLite file path, or a PostgreSQL URL on a fresh schema."""
+    if backend == "sqlite":
+        return tmp_path / "data" / "sdcpp.db"
+    return str(request.getfixturevalue("postgres").fresh_url())
+
+
+@pytest.fixture
+def open_store(database: Path | str, clock: Clock) -> Iterator[OpenStore]:
+    opened: list[JobQueries] = []
+
+    def open_(when: Callable[[], float] | None = None) -> JobQueries:
+        when = clock if when is None else when
+        if isinstance(database, Path):
+            opened.append(JobStore(database, clock=when))
+        else:
+            from sdcpp.server.pgstore import PgJobStore
+
+            opened.append(PgJobStore(database, clock=when))
+        return opened[-1]
+
+    yield open_
+    for s in opened:
+        s.close()
+
+
+@pytest.fixture
+def raw_sql(database: Path | str) -> RawSql:
+    """Runs statements on the test's database past the store (as an older sdcpp wrote it),
+    in one transaction."""
+
+    def run(*statements: str) -> None:
+        if isinstance(database, Path):
+            database.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(database)
+            try:
+                for statement in statements:
+                    conn.execute(statement)
+                conn.commit()
+            finally:
+                conn.close()
+            return
+        import psycopg
+
+        with psycopg.connect(database) as pg:  # committed on exit
+            for statement in statements:
+                pg.execute(statement)  # type: ignore[arg-type]
+
+    return run
