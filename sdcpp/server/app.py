@@ -21,6 +21,7 @@ from .auth import AuthMiddleware, AuthService, guard_routes
 from .auth.permissions import access_of
 from .datadir import DataDirLock
 from .dialects.diffusionapi import router as diffusionapi
+from .dialects.lightdiffusion import router as lightdiffusion
 from .dialects.openai import router as openai_api
 from .errors import ApiError, error_response
 from .events import EventBus
@@ -155,6 +156,7 @@ def create_app(
                 *models.routes(),
                 *openai_api.routes(),
                 *diffusionapi.routes(),
+                *lightdiffusion.routes(),
             ]
         ),
         middleware=middleware,

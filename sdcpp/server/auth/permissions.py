@@ -57,6 +57,9 @@ RULES: dict[str, Rule | dict[str, Rule]] = {
     "/upscalers": USER,
     "/txt2img": USER,
     "/queue/{job_id:str}": OWNED,
+    # seed 000 (dialects/lightdiffusion); /health is the system router's
+    "/api/telemetry": USER,  # counts for all; prompt previews only of the caller's own requests
+    "/api/generate": USER,
     "/health": PUBLIC,
     "/api/status": PUBLIC,
     "/readyz": PUBLIC,

@@ -40,10 +40,11 @@ from ...errors import (
 from ...registry import ModelRegistry
 from ...stable_diffusion import Progress, StableDiffusion
 from ...upscaler import Upscaler
+from ..memory import rss_mb
 from . import jobs, protocol, video
 from .engine_thread import EngineThread
 from .model_cache import ModelCache
-from .reporting import ForwardHandler, Reporter
+from .reporting import ForwardHandler, Passes, Reporter
 
 logger = logging.getLogger(__name__)
 
@@ -289,13 +290,16 @@ class Worker:
                 png = jobs.preview_png(frames[0])
                 self.send(protocol.Preview(job_id=run.job_id, step=step, png=png))
 
+        memory: dict[str, float | None] = {}
+
         def generate() -> tuple[StableDiffusion, float, list[Image.Image]]:
+            memory["memory_before_mb"] = rss_mb()  # worker RSS before loading and sampling
             engine, load_time = self._cached(spec.context_key, spec.context, load)
             _test_hooks(spec.prompt)
             with self._attached(job, engine):
                 images = engine.generate(
                     spec.prompt,
-                    progress=_sampling_progress(job, engine, report),
+                    progress=_sampling_progress(job, engine, _image_passes(spec, report)),
                     preview=on_preview if spec.preview else None,
                     **spec.preview_options,
                     **spec.options,
@@ -312,6 +316,7 @@ class Worker:
             with contextlib.suppress(OSError):
                 output_dir.rmdir()  # only if still empty
             raise
+        memory["memory_after_mb"] = rss_mb()  # the model still loaded, the images in memory
         outputs = jobs.write_outputs(images, run.output_dir, spec.output, _saving(report, images))
         width, height = images[0].size if images else (0, 0)
         result: protocol.JobResult = {
@@ -322,7 +327,7 @@ class Worker:
             "width": width,
             "height": height,
         }
-        return protocol.Done(job_id=run.job_id, outputs=outputs, result=dict(result))
+        return protocol.Done(job_id=run.job_id, outputs=outputs, result={**result, **memory})
 
     def _video(self, job: _Job) -> protocol.Message:
         run = job.run
@@ -342,7 +347,9 @@ class Worker:
             with self._attached(job, engine):
                 # no preview: the engine has no preview callback for video
                 frames = engine.generate_video(
-                    spec.prompt, progress=_sampling_progress(job, engine, report), **spec.options
+                    spec.prompt,
+                    progress=_sampling_progress(job, engine, _video_passes(spec, report)),
+                    **spec.options,
                 )
             return engine, load_time, frames
 
@@ -433,16 +440,26 @@ def _failure(job_id: str, exc: Exception) -> protocol.Failed:
 
 
 def _sampling_progress(
-    job: _Job, engine: StableDiffusion, report: Reporter
+    job: _Job, engine: StableDiffusion, passes: Passes
 ) -> Callable[[Progress], None]:
     def on_progress(p: Progress) -> None:
         if job.cancel_requested.is_set():
             _native_cancel(engine)  # covers a cancel that raced the start of generation
-        report("sampling", p.step, p.total)
-        if p.total > 0 and p.step == p.total:
-            report("decoding", 0, 1, force=True)
+        passes(p.step, p.total)
 
     return on_progress
+
+
+def _image_passes(spec: jobs.ImageJob, report: Reporter) -> Passes:
+    """A batch samples each image in turn, then (hires fix) each image's second pass."""
+    hires = spec.options.get("hires")
+    on = hires is not None and str(getattr(hires, "upscaler", "")).lower() != "none"
+    return Passes(report, int(spec.options.get("batch_count") or 1), hires=on)
+
+
+def _video_passes(spec: video.VideoJob, report: Reporter) -> Passes:
+    """Wan 2.2 A14B samples twice: the high-noise expert, then the low-noise one."""
+    return Passes(report, 2 if spec.context.get("high_noise_diffusion_model") else 1)
 
 
 def _saving(report: Reporter, images: list[Image.Image]) -> Callable[[int, int], None] | None:

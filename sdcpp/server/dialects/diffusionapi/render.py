@@ -36,29 +36,57 @@ def error(exc: Exception) -> JSONResponse:
 
 
 def progress(view: dict[str, Any], params: dict[str, Any]) -> tuple[float, str]:
-    """(percent, phase). With hires the first pass fills 0-50 and the second 50-100: the
-    engine reports each pass's own step count, so a pass whose total is not the first pass's
-    steps is the hires one."""
+    """(percent, phase). With hires the first pass fills 0-50 and the second 50-100: the job's
+    live view counts sampling passes (``sampling_pass``), so equal step counts cannot confuse
+    the two; between them (decoding, the upscale) the figure stays at 50."""
     status = view["status"]
     if status == "completed":
         return 100.0, "done"
     if status != "processing":
         return 0.0, status
     fraction = float(view.get("progress") or 0.0)
+    phase, passes = view.get("phase"), int(view.get("sampling_pass") or 0)
+    if phase == "loading" or passes == 0:
+        return 0.0, "loading"
     if not params.get("hires"):
-        return round(100 * fraction, 1), "generation"
-    if view.get("total_steps") == params.get("steps"):
-        return round(50 * fraction, 1), "initial generation"
-    return round(50 + 50 * fraction, 1), "upscaling"
+        return round(100 * fraction, 1) if phase == "sampling" else 99.0, "generation"
+    if passes == 1:
+        if phase == "sampling":
+            return round(50 * fraction, 1), "initial generation"
+        return 50.0, "upscaling"
+    return round(50 + 50 * fraction, 1) if phase == "sampling" else 99.0, "upscaling"
+
+
+def refined(
+    base: Any, base_view: dict[str, Any], refiner: Any, view: dict[str, Any] | None
+) -> tuple[float, str]:
+    """(percent, phase) of a request with a refiner: the base pass fills 0-50 (with its own
+    hires split inside), the refiner job 50-100 ("refining")."""
+    if base.status != "completed":
+        percent, phase = progress(base_view, base.params)
+        return round(percent / 2, 1), phase
+    if refiner is None or view is None or refiner.status == "queued":
+        return 50.0, "refining"
+    if refiner.status == "completed":
+        return 100.0, "done"
+    return round(50 + 50 * float(view.get("progress") or 0.0), 1), "refining"
 
 
 def queue_status(
-    job: Any, view: dict[str, Any], payload: dict[str, Any] | None, folder: Path
+    job: Any,
+    view: dict[str, Any],
+    payload: dict[str, Any] | None,
+    folder: Path,
+    *,
+    shown_id: str | None = None,
+    shown: tuple[float, str] | None = None,
 ) -> dict[str, Any]:
-    percent, phase = progress(view, job.params)
+    """Seed 001's status of ``job`` (the job holding the final image), reported under
+    ``shown_id`` (the id the client got) with ``shown`` (percent, phase) when given."""
+    percent, phase = shown if shown is not None else progress(view, job.params)
     data: dict[str, Any] = {
         "status": "success",
-        "job_id": job.id,
+        "job_id": shown_id or job.id,
         "progress": percent,
         "current_phase": phase,
         "state": _STATES.get(job.status, job.status),
@@ -73,13 +101,13 @@ def queue_status(
             "payload": payload,
             "image": base64.b64encode(path.read_bytes()).decode(),
             "output_path": str(path),
-            "width": job.result.get("width") or _size(path)[0],
-            "height": job.result.get("height") or _size(path)[1],
+            "width": job.result.get("width") or image_size(path)[0],
+            "height": job.result.get("height") or image_size(path)[1],
             "file_type": "jpg" if jpg else "png",
             "jpeg_quality": job.params.get("output_quality") if jpg else None,
             "generation_time_sec": job.result.get("generation_time"),
-            # The engine runs in a worker process that reports no memory figures yet: null
-            # rather than a made-up number.
+            # The worker's resident set (MiB, /proc VmRSS) before loading and sampling, and
+            # after the images exist (model still loaded); null where /proc is unreadable.
             "memory_before_mb": job.result.get("memory_before_mb"),
             "memory_after_mb": job.result.get("memory_after_mb"),
         }
@@ -87,7 +115,7 @@ def queue_status(
     return data
 
 
-def _size(path: Path) -> tuple[int, int]:
+def image_size(path: Path) -> tuple[int, int]:
     from PIL import Image
 
     with Image.open(path) as im:

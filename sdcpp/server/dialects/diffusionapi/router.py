@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,13 +17,15 @@ from starlette.routing import BaseRoute, Route
 from ....registry import ModelType
 from ...auth.identity import identity_of
 from ...errors import ApiError
+from ...jobs import FINISHED
 from . import render
 from .schemas import Txt2ImgRequest
-from .submit import submit
+from .submit import submit, submit_refiner
 
 _IMAGE_TYPES = ModelType.CHECKPOINT | ModelType.DIFFUSION_MODEL
 _UPSCALERS = ModelType.ESRGAN | ModelType.UPSCALER
 Handler = Callable[[Request], Awaitable[Response]]
+_TASKS: set[asyncio.Task[None]] = set()  # refiner chains in flight (kept from the GC)
 
 
 def _seed_errors(handler: Handler) -> Handler:
@@ -87,17 +92,57 @@ async def upscalers(request: Request) -> Response:
     return JSONResponse({"status": "success", "upscalers": listed})
 
 
+def _refiners(request: Request) -> dict[str, str | None]:
+    """Base job id -> its refiner job id (None until the base pass has finished)."""
+    state = request.app.state
+    if getattr(state, "diffusionapi_refiners", None) is None:
+        state.diffusionapi_refiners = {}
+    found: dict[str, str | None] = state.diffusionapi_refiners
+    return found
+
+
+async def _refine_after(request: Request, req: Txt2ImgRequest, base_id: str, owner: Any) -> None:
+    """Queue the refiner pass once the base job has completed (a failed or cancelled base
+    pass is the request's final state)."""
+    state = request.app.state
+    async with state.events.subscribe() as events:
+        while (job := state.jobs.store.get(base_id)).status not in FINISHED:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await events.get()
+    if job.status == "completed" and job.outputs:
+        try:
+            refiner = await run_in_threadpool(submit_refiner, state.generation, req, job, owner)
+        except Exception as exc:  # the queue refused it: the request ends in error
+            _failed(request)[base_id] = str(exc)
+            return
+        _refiners(request)[base_id] = refiner.id
+
+
+def _failed(request: Request) -> dict[str, str]:
+    state = request.app.state
+    if getattr(state, "diffusionapi_failed", None) is None:
+        state.diffusionapi_failed = {}
+    found: dict[str, str] = state.diffusionapi_failed
+    return found
+
+
 async def txt2img(request: Request) -> Response:
     try:
         data = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ApiError(400, "INVALID_PARAMETERS", "the body is not valid JSON") from None
     req = Txt2ImgRequest.model_validate(data)
-    spec = req.to_spec()
+    req.to_spec()  # sampler/scheduler errors before anything is queued
     owner = identity_of(request.scope).job_owner
-    job = await run_in_threadpool(submit, request.app.state.generation, spec, owner)
+    job = await run_in_threadpool(submit, request.app.state.generation, req, owner)
     # the request as the seed echoes it once done
     _payloads(request)[job.id] = req.model_dump(mode="json")
+    if req.refiner_checkpoint:
+        _refiners(request)[job.id] = None
+        task = asyncio.create_task(_refine_after(request, req, job.id, owner))
+        _TASKS.add(task)
+        task.add_done_callback(_TASKS.discard)
     return JSONResponse({"job_id": job.id, "status": "queued"})
 
 
@@ -107,9 +152,37 @@ async def queue(request: Request) -> Response:
     job = jobs.store.get(job_id)
     if job is None or not identity_of(request.scope).may_see(job.owner):
         raise ApiError(404, "JOB_NOT_FOUND", f"job not found: {job_id}")
-    payloads = _payloads(request)
+    payload = _payloads(request).get(job.id)
+    refiners = _refiners(request)
+    if job.id not in refiners:
+        body = await run_in_threadpool(
+            render.queue_status, job, jobs.view(job), payload, jobs.output_dir(job.id)
+        )
+        return JSONResponse(body)
+    # with a refiner: the base pass, then the refiner job, reported under the base job's id
+    refiner_id = refiners[job.id]
+    refiner = jobs.store.get(refiner_id) if refiner_id else None
+    base_view = jobs.view(job)
+    if refiner is None and job.status == "completed":  # refiner pending, or refused
+        error = _failed(request).get(job.id)
+        body = {
+            "status": "success",
+            "job_id": job.id,
+            "progress": 50.0,
+            "current_phase": "error" if error else "refining",
+            "state": "error" if error else "processing",
+            "error": error,
+        }
+        return JSONResponse(body)
+    final = refiner if refiner is not None else job
+    view = jobs.view(final)
+    shown = render.refined(job, base_view, refiner, view if refiner is not None else None)
     body = await run_in_threadpool(
-        render.queue_status, job, jobs.view(job), payloads.get(job.id), jobs.output_dir(job.id)
+        functools.partial(render.queue_status, shown_id=job.id, shown=shown),
+        final,
+        view,
+        payload,
+        jobs.output_dir(final.id),
     )
     return JSONResponse(body)
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import dataclasses
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from ....jobspec import ImageSpec, LoraRef
+from ....options import HiresFix, HiresUpscaler
 
 # Seed 001's sampler names (A1111 spellings) -> the engine's (sampler, scheduler); the scheduler
 # suffix ("Karras") wins over scheduler_type only when the name carries one.
@@ -74,8 +78,9 @@ class Txt2ImgRequest(BaseModel):
         """Plain names are LoRAs at scale 1.0 (seed 001, note 4)."""
         return [LoRA(name=x, scale=1.0) if isinstance(x, str) else x for x in self.loras]
 
-    def to_spec(self) -> dict[str, Any]:
-        """The engine-level job: names still unresolved (the submitter resolves them)."""
+    def to_spec(self) -> ImageSpec:
+        """The job spec of the first (base) pass: names unresolved except the ESRGAN upscaler,
+        which the submitter resolves (``submit.hires_model``); the refiner is a second job."""
         if self.sampler_name not in SAMPLERS:
             raise ValueError(
                 f"unknown sampler_name {self.sampler_name!r}; known: {', '.join(SAMPLERS)}"
@@ -86,28 +91,48 @@ class Txt2ImgRequest(BaseModel):
             )
         sampler, implied = SAMPLERS[self.sampler_name]
         hires = self.hires if self.hires is not None and self.hires.enabled else None
-        return {
-            "model": self.model,
-            "generation": {
-                "prompt": self.prompt,
-                "negative_prompt": self.negative_prompt,
-                "width": self.width,
-                "height": self.height,
-                "steps": self.steps,
-                "cfg_scale": self.cfg_scale,
-                "sample_method": sampler,
-                "scheduler": implied or SCHEDULERS[self.scheduler_type],
-            },
-            "loras": [(lora.name, lora.scale) for lora in self.lora_list()],
-            "hires": None
+        jpg = self.fileType == "jpg" and not self.refiner_checkpoint  # the refiner re-encodes
+        return ImageSpec(
+            prompt=self.prompt,
+            negative_prompt=self.negative_prompt,
+            model=self.model,
+            width=self.width,
+            height=self.height,
+            steps=self.steps,
+            cfg_scale=self.cfg_scale,
+            sampler=sampler,
+            scheduler=implied or SCHEDULERS[self.scheduler_type],
+            loras=tuple(LoraRef(name=x.name, weight=x.scale) for x in self.lora_list()),
+            hires=None
             if hires is None
-            else {
-                "upscaler": hires.upscaler,
-                "scale": hires.scale,
-                "steps": hires.steps,
-                "denoising_strength": hires.denoising_strength,
-            },
-            "refiner": self.refiner_checkpoint,
-            "output_format": "jpeg" if self.fileType == "jpg" else "png",
-            "output_quality": self.jpeg_quality,
-        }
+            else HiresFix(
+                upscaler=HiresUpscaler.LATENT
+                if hires.upscaler == "Latent"
+                else HiresUpscaler.MODEL,
+                scale=hires.scale,
+                steps=hires.steps,
+                denoising_strength=hires.denoising_strength,
+            ),
+            output_format="jpeg" if jpg else "png",
+            output_quality=self.jpeg_quality,
+            extra={"dialect": "diffusionapi"},
+        )
+
+    def refiner_spec(self, base_image: str, width: int, height: int) -> ImageSpec:
+        """The refiner pass: img2img with ``refiner_checkpoint`` over the base pass's decoded
+        image, denoising the last ``1 - refiner_switch_at`` of the schedule (the engine runs
+        ``steps * strength`` steps of an img2img job)."""
+        assert self.refiner_checkpoint
+        base = self.to_spec()
+        return dataclasses.replace(
+            base,
+            model=self.refiner_checkpoint,
+            loras=(),  # LoRAs are trained for the base model
+            hires=None,
+            init_image=base_image,
+            strength=round(1.0 - self.refiner_switch_at, 4),
+            width=width,  # the base image's size (after hires)
+            height=height,
+            output_format="jpeg" if self.fileType == "jpg" else "png",
+            extra={"dialect": "diffusionapi", "pass": "refiner"},
+        )

@@ -1,70 +1,70 @@
-"""The one place a Diffusion API request becomes a queued job.
+"""The one place a Diffusion API request becomes queued jobs.
 
-Goes through the server's ``GenerationService`` (name resolution inside the models dir) and
-``JobService`` (the one queue): the job is an ordinary txt2img job, listed and cancellable like
-any other. Switching to the typed job spec (``submit_spec``) changes only this module.
+The request's ``to_spec()`` goes through ``GenerationService.submit_spec`` (planned by
+architecture, LoRAs resolved, the one queue): each pass is an ordinary job, listed and
+cancellable like any other. Only the names the spec cannot hold unresolved are looked up here:
+the hires ESRGAN model (its path goes into ``HiresFix.model_path``) and the refiner checkpoint
+(checked before the base pass is queued, so an unknown name is a 404 at once).
 """
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
+import dataclasses
+from pathlib import Path
 
+from ....jobspec import ImageSpec, LoraNotFound
+from ....options import HiresUpscaler
 from ....registry import ModelType
+from ....registry.errors import ModelNotFoundError
 from ...errors import ApiError
 from ...generation import GenerationService
 from ...store import Job
+from .schemas import Txt2ImgRequest
 
-_IMAGE_TYPES = ModelType.CHECKPOINT | ModelType.DIFFUSION_MODEL
-_UPSCALERS = ModelType.ESRGAN | ModelType.UPSCALER
-
-
-def submit(generation: GenerationService, spec: dict[str, Any], owner: str | None) -> Job:
-    # GenerationService's resolvers raise the one error table's ApiErrors (404 MODEL_NOT_FOUND).
-    resolve = generation._resolve
-    params: dict[str, Any] = dict(spec["generation"])
-    if spec["model"]:
-        params["model"] = resolve(spec["model"], _IMAGE_TYPES)
-    else:
-        params["model"] = _default_model(generation)
-    if spec["refiner"]:
-        resolve(spec["refiner"], _IMAGE_TYPES)  # an unknown name is a 404 first
-        raise ApiError(
-            400,
-            "INVALID_PARAMETERS",
-            "refiner_checkpoint: this engine has no second-model refiner pass; "
-            "use hires for a second pass over the same model",
-        )
-    if spec["loras"]:
-        params["loras"] = [
-            {"path": resolve(name, ModelType.LORA), "multiplier": scale}
-            for name, scale in spec["loras"]
-        ]
-    if hires := spec["hires"]:
-        upscaler = hires["upscaler"]
-        entry: dict[str, Any] = {
-            "scale": hires["scale"],
-            "steps": hires["steps"],
-            "denoising_strength": hires["denoising_strength"],
-        }
-        if upscaler == "Latent":
-            entry["upscaler"] = "Latent"
-        else:
-            entry["upscaler"], entry["model_path"] = "Model", resolve(upscaler, _UPSCALERS)
-        params["hires"] = entry
-    params["output_format"], params["output_quality"] = (
-        spec["output_format"],
-        spec["output_quality"],
-    )
-    if generation.settings.threads:
-        params["n_threads"] = generation.settings.threads
-    return generation.jobs.submit("txt2img", params, owner=owner, job_id=uuid.uuid4().hex)
+IMAGE_TYPES = ModelType.CHECKPOINT | ModelType.DIFFUSION_MODEL
+UPSCALERS = ModelType.ESRGAN | ModelType.UPSCALER
 
 
-def _default_model(generation: GenerationService) -> str:
-    if generation.settings.model:
-        return generation._resolve(generation.settings.model, _IMAGE_TYPES)
-    found = generation.registry.list(type=_IMAGE_TYPES, limit=1).items
-    if not found:
-        raise ApiError(404, "MODEL_NOT_FOUND", "no model installed")
-    return str(generation.registry.resolve(found[0].id))
+def _path(generation: GenerationService, name: str, types: ModelType) -> str:
+    registry = generation.registry
+    try:
+        return str(registry.resolve(registry.get(name, type=types).id))
+    except ModelNotFoundError:
+        raise ApiError(404, "MODEL_NOT_FOUND", f"model not found: {name}") from None
+
+
+def _queue(generation: GenerationService, spec: ImageSpec, owner: str | None) -> Job:
+    try:
+        return generation.submit_spec(spec, owner)
+    except ModelNotFoundError as exc:
+        raise ApiError(404, "MODEL_NOT_FOUND", str(exc).strip("'\"")) from None
+    except LoraNotFound as exc:
+        raise ApiError(404, "NOT_FOUND", str(exc)) from None
+
+
+def submit(generation: GenerationService, req: Txt2ImgRequest, owner: str | None) -> Job:
+    """Queue the base pass (txt2img, hires inside the same engine call)."""
+    spec = req.to_spec()
+    if spec.hires is not None and spec.hires.upscaler == HiresUpscaler.MODEL:
+        assert req.hires is not None
+        model = _path(generation, req.hires.upscaler, UPSCALERS)
+        spec = dataclasses.replace(spec, hires=dataclasses.replace(spec.hires, model_path=model))
+    if req.refiner_checkpoint:
+        _path(generation, req.refiner_checkpoint, IMAGE_TYPES)
+    return _queue(generation, spec, owner)
+
+
+def submit_refiner(
+    generation: GenerationService, req: Txt2ImgRequest, base: Job, owner: str | None
+) -> Job:
+    """Queue the refiner pass over the finished base job's image (an img2img job)."""
+    image = generation.jobs.output_dir(base.id) / base.outputs[0]
+    width, height = _size(image)
+    return _queue(generation, req.refiner_spec(str(image), width, height), owner)
+
+
+def _size(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.size

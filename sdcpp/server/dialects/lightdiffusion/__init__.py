@@ -1,0 +1,1 @@
+"""Seed 000's LightDiffusion-Next server: /api/telemetry and POST /api/generate with batching."""
