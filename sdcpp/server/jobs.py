@@ -18,23 +18,51 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import shutting_down
 from .events import EventBus
-from .logs import job_context
-from .progress import ProgressTracker, progress_fields
 from .settings import Settings
 from .store import Job, JobStore
 
 logger = logging.getLogger(__name__)
 
 FINISHED = ("completed", "failed", "cancelled")
-# The params key holding the architecture plan a job was queued with (``plan_view``): shown in
-# the job's JSON, never sent to the worker.
-PLAN_KEY = "plan"
+
+
+@dataclass
+class LiveState:
+    """Progress of the running job (not persisted: it changes several times a second)."""
+
+    phase: str = "queued"
+    step: int = 0
+    total: int = 0
+    started: float = field(default_factory=time.time)
+    sampling_started: float | None = None
+    preview: bytes | None = None
+    sampling_pass: int = 0  # 1 for the first sampling pass, 2 for a hires second pass
+
+    def view(self) -> dict[str, Any]:
+        elapsed = time.time() - self.started
+        progress = self.step / self.total if self.total else 0.0
+        speed = remaining = None
+        if self.phase == "sampling" and self.sampling_started and self.step:
+            per_step = (time.time() - self.sampling_started) / self.step
+            speed = 1.0 / per_step if per_step > 0 else None
+            remaining = int(per_step * (self.total - self.step) * 1000)
+        return {
+            "phase": self.phase,
+            "progress": round(progress, 4),
+            "current_step": self.step,
+            "total_steps": self.total,
+            "time_elapsed": int(elapsed * 1000),
+            "time_remaining": remaining,
+            "speed": speed,
+            "sampling_pass": self.sampling_pass,
+        }
 
 
 class JobService:
@@ -51,9 +79,7 @@ class JobService:
         self.engine = engine
         self.events = events
         self.runners = dict(runners or {})  # job kind -> runner; every other kind: the engine
-        self.live: dict[str, ProgressTracker] = {}
-        # job id -> called (step, png) on the dispatcher thread for each preview of that job
-        self.preview_watchers: dict[str, Callable[[int, bytes], None]] = {}
+        self.live: dict[str, LiveState] = {}
         self.current: str | None = None
         self.current_kind: str | None = None
         self.accepting = True
@@ -129,12 +155,7 @@ class JobService:
         if not self.accepting:
             raise shutting_down(int(self.settings.shutdown_grace) + 1)
         job = self.store.create(
-            kind,
-            params,
-            owner=owner,
-            max_queue=self.settings.max_queue,
-            job_id=job_id,
-            max_per_owner=self.settings.max_queue_per_user,
+            kind, params, owner=owner, max_queue=self.settings.max_queue, job_id=job_id
         )
         self._publish_queue()
         self._wake.set()
@@ -162,19 +183,6 @@ class JobService:
             shutil.rmtree(self.output_dir(job_id), ignore_errors=True)
             self._cleanup_inputs(job_id)
         return deleted
-
-    def readiness(self) -> list[str]:
-        """Why this server should not be sent work now (empty: ready): the worker, the
-        database, a shutdown. Blocking (a real database write)."""
-        problems = []
-        state = self.engine.state
-        if state not in ("ready", "busy"):
-            problems.append(f"the engine worker is {state}")
-        if (problem := self.store.write_problem()) is not None:
-            problems.append(problem)
-        if not self.accepting:
-            problems.append("the server is shutting down")
-        return problems
 
     def request_engine_restart(self) -> None:
         """Restart the worker between jobs (never under a running one)."""
@@ -231,8 +239,8 @@ class JobService:
         return Path(self.settings.data_dir) / "inputs" / job_id
 
     def view(self, job: Job) -> dict[str, Any]:
-        """Seed 004's job fields (status "processing" while running), the progress fields
-        of ``progress`` and the architecture ``plan`` the job was queued with."""
+        """Seed 004's job fields (status "processing" while running)."""
+        live = self.live.get(job.id)
         data: dict[str, Any] = {
             "id": job.id,
             "job_id": job.id,
@@ -243,12 +251,15 @@ class JobService:
             "start_time": job.started_at,
             "end_time": job.finished_at,
             "position": self.store.position(job.id) if job.status == "queued" else None,
+            "progress": 1.0 if job.status == "completed" else 0.0,
+            "current_step": 0,
+            "total_steps": job.params.get("steps") or 0,
             "time_elapsed": None,
-            **progress_fields(job.status, job.params, job.result, self.live.get(job.id)),
-            "plan": job.params.get(PLAN_KEY),
+            "time_remaining": None,
+            "speed": None,
             "error": job.error,
             "outputs": [self.output_url(job.id, name) for name in job.outputs],
-            "result": {k: v for k, v in job.result.items() if k != "progress"},
+            "result": job.result,
             "attempts": job.attempts,
             "crashes": job.crashes,
             "last_error": job.last_error,  # the latest crash or lost lease, even if re-queued
@@ -256,6 +267,9 @@ class JobService:
         }
         if job.started_at and job.finished_at:
             data["time_elapsed"] = int((job.finished_at - job.started_at) * 1000)
+        if live is not None and job.status == "processing":
+            data.update(live.view())
+            data["has_preview"] = live.preview is not None
         return data
 
     # -- dispatcher ----------------------------------------------------------------------
@@ -279,9 +293,7 @@ class JobService:
                 continue
             ended: Job | None = None
             try:
-                with job_context(job.id):  # every line this job causes carries its id
-                    ended = self._run(job)
-                    _log_end(ended)
+                ended = self._run(job)
             except Exception:  # the dispatcher must survive anything a job does
                 logger.exception("job %s failed in the dispatcher", job.id)
                 ended = self.store.finish(
@@ -305,12 +317,12 @@ class JobService:
         a shutdown interrupted it (it stays 'processing' and is re-queued at the next start)."""
         self.current, self.current_kind = job.id, job.kind
         self._last_progress = time.monotonic()
-        live = self.live[job.id] = ProgressTracker(job.kind, job.params)
+        self.live[job.id] = LiveState(phase="starting")
         self._publish_view(job)  # the record claim_next() returned: no read before the worker
         final = self._runner(job.kind).run(
             job.id,
             job.kind,
-            {k: v for k, v in job.params.items() if k != PLAN_KEY},  # the plan is for people
+            job.params,
             str(self.output_dir(job.id)),
             lambda event: self._on_event(job, event),
         )
@@ -322,18 +334,16 @@ class JobService:
             self._timed_out = None
             timeout = self.settings.job_timeout
             error = f"no progress for {timeout:g} s (--job-timeout): the worker was killed"
-            result = {"code": "TIMEOUT", "progress": live.final("failed")}
-            return self.store.finish(job.id, "failed", error=error, result=result)
+            return self.store.finish(job.id, "failed", error=error, result={"code": "TIMEOUT"})
         if kind == "done":
             return self.store.finish(
                 job.id,
                 "completed",
                 outputs=list(final.get("outputs", [])),
-                result={**final.get("result", {}), "progress": live.final("completed")},
+                result=dict(final.get("result", {})),
             )
         if kind == "cancelled":
-            result = {"progress": live.final("cancelled")}
-            return self.store.finish(job.id, "cancelled", error="cancelled", result=result)
+            return self.store.finish(job.id, "cancelled", error="cancelled")
         if kind == "crashed":
             again = self.store.record_crash(
                 job.id,
@@ -360,7 +370,7 @@ class JobService:
             job.id,
             "failed",
             error=str(final.get("error", "failed")),
-            result={"code": final.get("code", "INTERNAL_ERROR"), "progress": live.final("failed")},
+            result={"code": final.get("code", "INTERNAL_ERROR")},
         )
 
     def _heartbeat_loop(self) -> None:
@@ -406,13 +416,14 @@ class JobService:
             return
         self._last_progress = time.monotonic()
         if event.get("type") == "progress":
-            live.update(str(event.get("phase", "")), int(event["step"]), int(event["total"]))
+            phase = str(event.get("phase", ""))
+            if phase == "sampling" and live.phase != "sampling":
+                live.sampling_started = time.time()
+                live.sampling_pass += 1
+            live.phase, live.step, live.total = phase, int(event["step"]), int(event["total"])
             self._publish_view(job)
         elif event.get("type") == "preview":
             live.preview = event.get("png")
-            # a client streaming this job's partial images (the OpenAI dialect's SSE)
-            if (watch := self.preview_watchers.get(job.id)) is not None and live.preview:
-                watch(int(event.get("step", 0)), live.preview)
 
     def _publish_job(self, job_id: str) -> None:
         job = self.store.get(job_id)
@@ -438,14 +449,3 @@ class JobService:
 
     def _cleanup_inputs(self, job_id: str) -> None:
         shutil.rmtree(self.input_dir(job_id), ignore_errors=True)
-
-
-def _log_end(job: Job | None) -> None:
-    """One line per finished job: failures at WARNING with their error, the rest at INFO."""
-    if job is None or job.status not in FINISHED:
-        return
-    took = (job.finished_at or 0) - (job.started_at or job.finished_at or 0)
-    if job.status == "failed":
-        logger.warning("job %s (%s) failed after %.2f s: %s", job.id, job.kind, took, job.error)
-    else:
-        logger.info("job %s (%s) %s in %.2f s", job.id, job.kind, job.status, took)

@@ -16,10 +16,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from .. import cache_presets
-from .._generation import cache_params as native_cache_params
 from ..jobspec import ImageSpec, LoraNotFound, SpecError
-from ..options import CacheOptions
 from ..plan import plan_from_registry, raise_if_missing, raise_if_unsupported
 from ..registry import ModelRegistry, ModelType
 from ..registry.errors import ModelNotFoundError, no_model_message
@@ -90,9 +87,7 @@ def worker_params(
     if spec.seed is not None and spec.seed >= 0:
         params["seed"] = spec.seed
     for name in _STRUCTURED:
-        if (value := getattr(spec, name)) is not None and name == "cache":
-            value = cache_for(value, plan)
-        if value is not None:
+        if (value := getattr(spec, name)) is not None:
             params[name] = dataclasses.asdict(value)  # stored as JSON; the worker rebuilds it
     lora_dir = _dir(registry, spec.lora_dir, "loras")
     embedding_dir = _dir(registry, spec.embedding_dir, "embeddings")
@@ -125,39 +120,12 @@ def worker_params(
     return params
 
 
-def cache_for(cache: str | CacheOptions, plan: Any) -> CacheOptions | None:
-    """The engine's step-cache options for this plan's architecture: a preset or mode name
-    resolved, a mode the architecture cannot use refused (InvalidArgument naming what it
-    can), settings checked against the engine's own fields before anything is queued."""
-    detection = getattr(plan, "detection", None)
-    options = cache_presets.resolve(cache, getattr(detection, "id", None) or plan.name)
-    if options is not None:
-        native_cache_params(options)  # raises InvalidArgument for an unknown setting
-    return options
-
-
-def plan_view(plan: Any, spec: ImageSpec | None = None) -> dict[str, Any]:
-    """What the job's JSON shows of the plan it ran with: the architecture, the main file and
-    the keyword it went as (``model`` or ``diffusion_model``), the companions by slot, the
-    context settings the architecture needs, and the recommended defaults that filled what
-    ``spec`` left out."""
-    applied: dict[str, Any] = {}
-    if spec is not None:
-        recommended = plan.defaults
-        for name in (*_DEFAULTED, "sample_method"):
-            asked = getattr(spec, "sampler" if name == "sample_method" else name)
-            value = getattr(recommended, name, None)
-            if asked is None and value is not None:
-                applied[name] = value if isinstance(value, int | float) else str(value)
+def plan_view(plan: Any) -> dict[str, Any]:
+    """What the job's JSON shows of the plan it ran with."""
     return {
         "architecture": plan.name,
         "load_as": plan.load_as,
-        "model": Path(plan.model_path).name if plan.model_path else None,
         "files": {slot: Path(path).name for slot, path in plan.files.items()},
-        "context": {
-            k: v for k, v in plan.context.items() if isinstance(v, bool | int | float | str)
-        },
-        "defaults": applied,
         "notes": list(plan.notes),
     }
 
