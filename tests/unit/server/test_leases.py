@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from store_backends import OpenStore, RawSql
 
 from sdcpp.server.datadir import DataDirBusy, DataDirLock
-from sdcpp.server.store import SCHEMA_VERSION, JobStore
+from sdcpp.server.store import SCHEMA_VERSION
+
+# The store tests run on SQLite and on PostgreSQL (conftest.py).
 
 V2_JOBS = """CREATE TABLE jobs (id TEXT PRIMARY KEY, seq BIGINT NOT NULL UNIQUE, kind TEXT NOT NULL,
 status TEXT NOT NULL, params TEXT NOT NULL, owner TEXT, created_at DOUBLE PRECISION NOT NULL,
@@ -20,20 +22,15 @@ crashes INTEGER NOT NULL DEFAULT 0, error TEXT, outputs TEXT NOT NULL DEFAULT '[
 result TEXT NOT NULL DEFAULT '{}', lease_owner TEXT, lease_expires DOUBLE PRECISION)"""
 
 
-def test_a_version_2_database_migrates_in_place(tmp_path: Path) -> None:
-    db = tmp_path / "sdcpp.db"
-    conn = sqlite3.connect(db)
-    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-    conn.execute("INSERT INTO schema_version VALUES (2)")
-    conn.execute(V2_JOBS)
-    conn.execute(
+def test_a_version_2_database_migrates_in_place(open_store: OpenStore, raw_sql: RawSql) -> None:
+    raw_sql(
+        "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+        "INSERT INTO schema_version VALUES (2)",
+        V2_JOBS,
         "INSERT INTO jobs (id, seq, kind, status, params, created_at, attempts, lease_owner) "
-        "VALUES (?, 1, 'txt2img', 'processing', '{}', 1.0, 1, 'old')",
-        ("a" * 32,),
+        f"VALUES ('{'a' * 32}', 1, 'txt2img', 'processing', '{{}}', 1.0, 1, 'old')",
     )
-    conn.commit()
-    conn.close()
-    with JobStore(db) as s:
+    with open_store() as s:
         assert s.schema_version == SCHEMA_VERSION == 3
         job = s.get("a" * 32)
         assert job is not None and (job.heartbeat_at, job.last_error) == (None, None)
@@ -43,9 +40,9 @@ def test_a_version_2_database_migrates_in_place(tmp_path: Path) -> None:
         assert job.last_error is not None and "lease of old lost" in job.last_error
 
 
-def test_heartbeat_and_expired_only_recovery(tmp_path: Path) -> None:
+def test_heartbeat_and_expired_only_recovery(open_store: OpenStore) -> None:
     now = [100.0]
-    with JobStore(tmp_path / "db", clock=lambda: now[0]) as s:
+    with open_store(lambda: now[0]) as s:
         a = s.create("txt2img", {})
         b = s.create("txt2img", {})
         s.claim_next("me", lease_seconds=10)
@@ -61,8 +58,8 @@ def test_heartbeat_and_expired_only_recovery(tmp_path: Path) -> None:
         assert s.get(a.id).status == "processing"  # type: ignore[union-attr]
 
 
-def test_crash_recorded_even_when_requeued(tmp_path: Path) -> None:
-    with JobStore(tmp_path / "db") as s:
+def test_crash_recorded_even_when_requeued(open_store: OpenStore) -> None:
+    with open_store() as s:
         a = s.create("txt2img", {})
         s.claim_next("w")
         again = s.record_crash(a.id, "worker crashed: SIGKILL")
@@ -74,8 +71,8 @@ def test_crash_recorded_even_when_requeued(tmp_path: Path) -> None:
         assert again.last_error_at is not None
 
 
-def test_release_gives_the_attempt_back(tmp_path: Path) -> None:
-    with JobStore(tmp_path / "db") as s:
+def test_release_gives_the_attempt_back(open_store: OpenStore) -> None:
+    with open_store() as s:
         a = s.create("txt2img", {})
         s.claim_next("w")
         assert s.release(a.id, "nobody", "shutdown") is None
