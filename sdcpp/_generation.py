@@ -228,7 +228,7 @@ def build_img_params(req: GenerationRequest, seed: int) -> Any:
     if req.hires is not None:
         p.hires = _hires(req.hires)
     if req.cache is not None:
-        p.cache = _cache(req.cache)
+        p.cache = cache_params(req.cache)
     return p
 
 
@@ -271,7 +271,8 @@ def _hires(hires: HiresFix) -> Any:
     return h
 
 
-def _cache(cache: CacheOptions) -> Any:
+def cache_params(cache: CacheOptions) -> Any:
+    """The native CacheParams for ``cache``; InvalidArgument for an unknown mode or setting."""
     c = _native.CacheParams()
     try:
         mode = CacheMode(cache.mode)

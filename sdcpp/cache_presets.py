@@ -96,6 +96,17 @@ PRESETS: Mapping[CacheFamily, Mapping[str, CacheOptions]] = MappingProxyType(
 )
 
 
+# One detection id per family, for listing what each family can use (/api/parameters).
+FAMILY_EXAMPLES: Mapping[CacheFamily, str] = MappingProxyType(
+    {
+        CacheFamily.UNET: _UNET_IDS[0],
+        CacheFamily.DIT: _DIT_IDS[0],
+        CacheFamily.VIDEO: _VIDEO_IDS[0],
+        CacheFamily.NONE: "",
+    }
+)
+
+
 def family_of(architecture: str | None) -> CacheFamily:
     """The cache family of a detection id (``"sd1"``, ``"flux_dev"``, ``"wan2.2_t2v"``...)."""
     arch = (architecture or "").lower()

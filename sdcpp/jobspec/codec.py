@@ -42,7 +42,7 @@ def encode(spec: ImageSpec) -> dict[str, Any]:
             value = [_image_out(v) for v in value]
         elif f.name == "loras":
             value = [dataclasses.asdict(lora) for lora in value]
-        elif f.name in _STRUCTURED:
+        elif f.name in _STRUCTURED and not isinstance(value, str):  # cache: a preset name
             value = {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
         out[f.name] = value
     return out
@@ -67,6 +67,8 @@ def decode(data: Any) -> ImageSpec:
             value = tuple(_image_in(v, name) for v in _list(value, name))
         elif name == "loras":
             value = tuple(build(LoraRef, item, name) for item in _list(value, name))
+        elif name == "cache" and isinstance(value, str):
+            pass  # a preset or mode name, resolved when the job is planned
         elif name in _STRUCTURED:
             if name == "skip_layer_guidance" and isinstance(value, Mapping) and "layers" in value:
                 value = {**value, "layers": tuple(value["layers"])}

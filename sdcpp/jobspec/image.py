@@ -69,7 +69,9 @@ class ImageSpec:
     ref_images: tuple[ImageInput, ...] = ()
     # structured engine options (the library's own frozen types)
     loras: tuple[LoraRef, ...] = ()
-    cache: CacheOptions | None = None
+    # a preset ("balanced"), a mode name ("ucache") or options; resolved for the model's
+    # architecture when the job is planned (sdcpp.cache_presets)
+    cache: CacheOptions | str | None = None
     hires: HiresFix | None = None
     vae_tiling: VaeTiling | None = None
     skip_layer_guidance: SkipLayerGuidance | None = None

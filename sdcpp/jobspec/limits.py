@@ -16,6 +16,18 @@ class Limit:
     high: float
     multiple_of: int | None = None  # for sides: what the engine keeps without changing it
     integer: bool = False
+    # What a form shows before a model is picked (a model's plan then suggests its own);
+    # None: the engine's default, which depends on the model.
+    default: float | None = None
+
+    @property
+    def step(self) -> float:
+        """A form control's step: the side step, 1 for integers, else a fine decimal."""
+        if self.multiple_of:
+            return self.multiple_of
+        if self.integer:
+            return 1
+        return 0.05 if self.high - self.low <= 2 else 0.1
 
 
 # Image sides: the engine aligns latents to 64 px for most families; sides that are not a
@@ -23,22 +35,22 @@ class Limit:
 SIDE_STEP = 64
 
 LIMITS: dict[str, Limit] = {
-    "width": Limit(64, 4096, SIDE_STEP, integer=True),
-    "height": Limit(64, 4096, SIDE_STEP, integer=True),
-    "steps": Limit(1, 150, integer=True),
-    "cfg_scale": Limit(0.0, 30.0),
+    "width": Limit(64, 4096, SIDE_STEP, integer=True, default=512),
+    "height": Limit(64, 4096, SIDE_STEP, integer=True, default=512),
+    "steps": Limit(1, 150, integer=True, default=20),
+    "cfg_scale": Limit(0.0, 30.0, default=7.0),
     "image_cfg_scale": Limit(0.0, 30.0),
     "guidance": Limit(0.0, 100.0),
-    "batch_count": Limit(1, 16, integer=True),
-    "clip_skip": Limit(-1, 12, integer=True),
+    "batch_count": Limit(1, 16, integer=True, default=1),
+    "clip_skip": Limit(-1, 12, integer=True, default=-1),
     "eta": Limit(0.0, 10.0),
     "flow_shift": Limit(0.0, 100.0),
-    "strength": Limit(0.0, 1.0),
-    "control_strength": Limit(0.0, 10.0),
-    "output_quality": Limit(1, 100, integer=True),
-    "lora_weight": Limit(-10.0, 10.0),
+    "strength": Limit(0.0, 1.0, default=0.75),
+    "control_strength": Limit(0.0, 10.0, default=0.9),
+    "output_quality": Limit(1, 100, integer=True, default=90),
+    "lora_weight": Limit(-10.0, 10.0, default=1.0),
     "n_threads": Limit(1, 512, integer=True),
-    "seed": Limit(-1, 2**63 - 1, integer=True),
+    "seed": Limit(-1, 2**63 - 1, integer=True, default=-1),
 }
 
 
@@ -68,8 +80,14 @@ def check(name: str, value: float | None) -> str | None:
 
 
 def table() -> dict[str, dict[str, float | int | None]]:
-    """The limits as plain JSON (``/api/parameters``)."""
+    """The limits as plain JSON (``/api/parameters``): min, max, step, default, multiple_of."""
     return {
-        name: {"min": lim.low, "max": lim.high, "multiple_of": lim.multiple_of}
+        name: {
+            "min": lim.low,
+            "max": lim.high,
+            "step": lim.step,
+            "default": lim.default,
+            "multiple_of": lim.multiple_of,
+        }
         for name, lim in LIMITS.items()
     }

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from .native import Text2ImgRequest
 
 OutputFormat = Literal["png", "jpeg", "webp"]
 _IMAGE_DOC = "base64 or data: URL (PNG, JPEG or WebP)"
@@ -37,11 +39,17 @@ class CropRequest(BaseModel):
     quality: int = Field(90, ge=1, le=100, description="JPEG and WebP only")
 
 
-class EstimateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class EstimateRequest(Text2ImgRequest):
+    """A generation body (seed 002 sends the one it is about to submit); only the size,
+    steps, batch and model count. Nothing is required, not even the prompt."""
 
-    model_name: str | None = Field(None, description="default: the model generation would use")
-    width: int = Field(512, ge=64, le=4096)
-    height: int = Field(512, ge=64, le=4096)
-    steps: int = Field(20, ge=1, le=150)
-    batch_count: int = Field(1, ge=1, le=16)
+    prompt: str = Field("", max_length=20000)
+
+    def estimate_fields(self) -> dict[str, Any]:
+        return {
+            "model_name": self.model_name,
+            "width": self.width or 512,
+            "height": self.height or 512,
+            "steps": self.steps or 20,
+            "batch_count": self.batch_count,
+        }

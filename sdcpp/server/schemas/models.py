@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 
 class ConvertRequest(BaseModel):
@@ -31,9 +31,15 @@ class ConvertRequest(BaseModel):
 class ValidateRequest(BaseModel):
     """``POST /api/models/validate``: the header checks, and on request a real load."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    model_id: str = Field(..., min_length=1, max_length=1024, description="id, path or name")
+    model_id: str = Field(
+        ...,
+        min_length=1,
+        max_length=1024,
+        description="id, path or name",
+        validation_alias=AliasChoices("model_id", "model_name"),  # seed 002's spelling
+    )
     load_test: bool = Field(
         False, description="also load it in the engine (it stays loaded, as an explicit load)"
     )

@@ -9,15 +9,28 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ...jobspec import LIMITS, ImageSpec, LoraRef
-from ...options import SampleMethod, Scheduler
+from ...options import CacheOptions, SampleMethod, Scheduler
 
 # Seed 004 lists "dpmpp2m"-style spellings; the engine's are "dpm++2m". Accept both.
 _SAMPLER_ALIASES = {"dpmpp2s_a": "dpm++2s_a", "dpmpp2m": "dpm++2m", "dpmpp2mv2": "dpm++2mv2"}
 
 OutputFormat = Literal["png", "jpeg", "webp"]
+_IMAGE_OR_URL = "base64, data: URL, or an http(s) URL (fetched when image download is enabled)"
+
+
+def limited(name: str, default: Any = None, **kwargs: Any) -> Any:
+    """A field bounded by the one limits table (``sdcpp.jobspec.limits``). Side steps are
+    not checked here: the spec refuses them naming the nearest valid sizes."""
+    limit = LIMITS[name]
+    return Field(default, ge=limit.low, le=limit.high, **kwargs)
+
+
+def also(*names: str) -> AliasChoices:
+    """Accept a field under our name and the seeds' other spellings of it."""
+    return AliasChoices(*names)
 
 
 def check_sampler(value: str | None) -> str | None:
@@ -36,7 +49,7 @@ def check_scheduler(value: str | None) -> str | None:
 class EngineOptions(BaseModel):
     """Engine (context) options any generation request may set; seed 004's names."""
 
-    n_threads: int | None = Field(None, ge=1, le=512)
+    n_threads: int | None = limited("n_threads")
     offload_params_to_cpu: bool | None = None
     clip_on_cpu: bool | None = None
     vae_on_cpu: bool | None = None
@@ -81,28 +94,51 @@ class LoraItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(..., min_length=1, max_length=1024)
-    weight: float = Field(1.0, ge=LIMITS["lora_weight"].low, le=LIMITS["lora_weight"].high)
+    weight: float = limited("lora_weight", 1.0)
+
+
+class CacheItem(BaseModel):
+    """Step caching by mode with the engine's own settings (``sdcpp.CacheOptions``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: str = Field(..., min_length=1, max_length=32, description="ucache, easycache, ...")
+    settings: dict[str, float | int | bool] = Field(
+        default_factory=dict, max_length=32, description="CacheParams fields, e.g. reuse_threshold"
+    )
+
+    def to_options(self) -> CacheOptions:
+        return CacheOptions(mode=self.mode, settings=dict(self.settings))
 
 
 class GenerateBase(EngineOptions, SamplingChoice):
     """Fields shared by every generation endpoint (seed 004's text2img body and more)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, populate_by_name=True)
 
-    model_name: str | None = Field(None, description="model id, relative path or name")
+    model_name: str | None = Field(
+        None,
+        description="model id, relative path or name",
+        validation_alias=also("model_name", "model"),
+    )
     prompt: str = Field(..., min_length=1, max_length=20000)
     negative_prompt: str = Field("", max_length=20000)
-    width: int | None = Field(None, ge=64, le=4096, multiple_of=8)
-    height: int | None = Field(None, ge=64, le=4096, multiple_of=8)
-    steps: int | None = Field(None, ge=1, le=150)
-    cfg_scale: float | None = Field(None, ge=0.0, le=30.0)
-    guidance: float | None = Field(None, ge=0.0, le=100.0)
+    width: int | None = limited("width")
+    height: int | None = limited("height")
+    steps: int | None = limited("steps")
+    cfg_scale: float | None = limited("cfg_scale")
+    guidance: float | None = limited("guidance")
     seed: int | Literal["random"] = "random"
-    batch_count: int = Field(1, ge=1, le=16)
-    clip_skip: int | None = Field(None, ge=-1, le=12)
-    eta: float | None = Field(None, ge=0.0, le=10.0)
-    flow_shift: float | None = Field(None, ge=0.0, le=100.0)
-    vae_path: str | None = None
+    batch_count: int = limited("batch_count", 1, validation_alias=also("batch_count", "batch_size"))
+    clip_skip: int | None = limited("clip_skip")
+    eta: float | None = limited("eta")
+    flow_shift: float | None = limited("flow_shift")
+    cache: str | CacheItem | None = Field(
+        None,
+        description="step caching: a preset (off, balanced, fast), a mode name (ucache, "
+        "easycache, dbcache, taylorseer, cache-dit, spectrum) or {mode, settings}",
+    )
+    vae_path: str | None = Field(None, validation_alias=also("vae_path", "vae_model"))
     clip_l_path: str | None = None
     clip_g_path: str | None = None
     t5xxl_path: str | None = None
@@ -112,7 +148,14 @@ class GenerateBase(EngineOptions, SamplingChoice):
     lora_model_dir: str | None = None
     loras: list[LoraItem] = Field(default_factory=list, max_length=32)
     output_format: OutputFormat = "png"
-    output_quality: int = Field(90, ge=1, le=100)
+    output_quality: int = limited("output_quality", 90)
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < -1:
+            raise ValueError("seed must be -1 (random), 'random' or a non-negative integer")
+        return value
 
     def generation_fields(self) -> dict[str, Any]:
         """The library's GenerationRequest fields set by this request."""
@@ -150,6 +193,7 @@ class GenerateBase(EngineOptions, SamplingChoice):
             **context,
             **images,
             loras=tuple(LoraRef(name=lora.name, weight=lora.weight) for lora in self.loras),
+            cache=self.cache.to_options() if isinstance(self.cache, CacheItem) else self.cache,
             output_format=self.output_format,
             output_quality=self.output_quality,
         )
@@ -174,32 +218,44 @@ class Text2ImgRequest(GenerateBase):
 
 
 class Img2ImgRequest(GenerateBase):
-    init_image: str = Field(..., description="base64 or data: URL (PNG, JPEG or WebP)")
-    strength: float = Field(0.75, ge=0.0, le=1.0)
+    init_image: str = Field(
+        ...,
+        description=f"PNG, JPEG or WebP: {_IMAGE_OR_URL}",
+        validation_alias=also("init_image", "source_image"),
+    )
+    strength: float = limited("strength", 0.75)
 
 
 class InpaintingRequest(Img2ImgRequest):
-    mask_image: str = Field(..., description="white = repaint; base64 or data: URL")
-    strength: float = Field(1.0, ge=0.0, le=1.0)
+    mask_image: str = Field(..., description=f"white = repaint; {_IMAGE_OR_URL}")
+    strength: float = limited("strength", 1.0)
 
 
 class ControlNetRequest(GenerateBase):
-    control_image: str = Field(..., description="base64 or data: URL")
-    control_net: str | None = Field(None, description="ControlNet model (models dir)")
-    control_strength: float = Field(0.9, ge=0.0, le=10.0)
+    control_image: str = Field(..., description=_IMAGE_OR_URL)
+    control_net: str | None = Field(
+        None,
+        description="ControlNet model (models dir)",
+        validation_alias=also("control_net", "control_net_model"),
+    )
+    control_strength: float = limited("control_strength", 0.9)
     canny: bool = Field(False, description="run canny edge detection on the control image")
-    init_image: str | None = None
-    strength: float | None = Field(None, ge=0.0, le=1.0)
+    init_image: str | None = Field(None, validation_alias=also("init_image", "source_image"))
+    strength: float | None = limited("strength")
 
 
 class UpscaleRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    image: str = Field(..., description="base64 or data: URL")
-    upscaler: str | None = Field(None, description="ESRGAN model (models dir); default: first")
-    factor: int | None = Field(None, ge=1, le=8)
+    image: str = Field(..., description=_IMAGE_OR_URL)
+    upscaler: str | None = Field(
+        None,
+        description="ESRGAN model (models dir); default: first",
+        validation_alias=also("upscaler", "esrgan_model"),
+    )
+    factor: int | None = Field(None, ge=1, le=8, validation_alias=also("factor", "upscale_factor"))
     output_format: OutputFormat = "png"
-    output_quality: int = Field(90, ge=1, le=100)
+    output_quality: int = limited("output_quality", 90)
 
 
 class CancelRequest(BaseModel):
@@ -276,13 +332,23 @@ class VideoGenerateRequest(EngineOptions, SamplingChoice):
 
 
 class ModelIdRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    model_id: str = Field(..., min_length=1, max_length=1024, description="id, path or name")
+    model_id: str = Field(
+        ...,
+        min_length=1,
+        max_length=1024,
+        description="id, path or name",
+        validation_alias=also("model_id", "model_name"),
+    )
 
 
 class ModelBatchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    action: Literal["load", "unload", "hash", "validate"]
-    model_ids: list[str] = Field(..., min_length=1, max_length=100)
+    action: Literal["load", "unload", "hash", "validate"] = Field(
+        ..., validation_alias=also("action", "operation")
+    )
+    model_ids: list[str] = Field(
+        ..., min_length=1, max_length=100, validation_alias=also("model_ids", "models")
+    )

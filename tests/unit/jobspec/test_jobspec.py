@@ -114,7 +114,8 @@ def test_text2img_goes_through_the_spec_plan_and_default_lora_dir(client: TestCl
 
 def test_text2img_refuses_a_side_the_engine_would_change(client: TestClient) -> None:
     r = client.post("/api/generate/text2img", json={"prompt": "x", "width": 72})
-    assert r.status_code == 400
+    assert r.status_code == 422  # a validation error like the schema's own
+    assert r.json()["error"]["code"] == "VALIDATION_ERROR"
     assert "64 or 128" in r.text
 
 
