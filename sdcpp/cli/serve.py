@@ -58,6 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve.add_argument(
         "--max-crashes", type=int, help="worker crashes before a job fails for good (default 2)"
     )
+    serve.add_argument("--webui-dir", help="serve the web UI from this folder (development)")
+    serve.add_argument(
+        "--no-webui", dest="webui", action="store_const", const=False, help="no web UI at /ui/"
+    )
     serve.add_argument("--config", help="JSON or TOML file with any of these settings")
     serve.set_defaults(func=run)
 
@@ -88,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
             "shutdown_grace",
             "job_timeout",
             "max_crashes",
+            "webui",
+            "webui_dir",
         )
     }
     settings = Settings.load(cli=cli, config_file=args.config)

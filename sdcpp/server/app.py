@@ -33,6 +33,8 @@ from .routers import auth as auth_api
 from .routers import images, models, native, system
 from .settings import Settings
 from .store import JobStore, QueueFull
+from .webui import routes as webui_routes
+from .webui import setup as webui_setup
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +147,8 @@ def create_app(
     # by ServerErrorMiddleware, which also re-raises for the server log.
     handled = (ApiError, HTTPException, SdcppError, ValidationError, QueueFull, Exception)
     handlers = dict.fromkeys(handled, error_response)
-    return Starlette(
+    webui = webui_setup(settings.webui, settings.webui_dir)
+    app = Starlette(
         # every route behind its access rule (auth/permissions.py)
         routes=guard_routes(
             [
@@ -157,9 +160,12 @@ def create_app(
                 *openai_api.routes(),
                 *diffusionapi.routes(),
                 *lightdiffusion.routes(),
+                *(webui_routes() if webui is not None else []),
             ]
         ),
         middleware=middleware,
         exception_handlers=handlers,
         lifespan=lifespan,
     )
+    app.state.webui = webui
+    return app

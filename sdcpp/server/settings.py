@@ -70,6 +70,9 @@ class Settings:
     login_max_failures_ip: int = 20  # ... or per client address ...
     login_window: float = 900.0
     login_lockout: float = 900.0  # ... lock that name or address out this long (429)
+    # the web UI at /ui/ (server/webui.py): off with --no-webui; webui_dir serves a working copy
+    webui: bool = True
+    webui_dir: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -177,7 +180,7 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 
 def _convert(name: str, raw: Any, default: Any) -> Any:
-    if name in ("data_dir", "models_dir", "output_dir", "uds"):
+    if name in ("data_dir", "models_dir", "output_dir", "uds", "webui_dir"):
         return Path(raw).expanduser()
     if name == "auth":
         return auth_methods(raw)

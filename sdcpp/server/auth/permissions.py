@@ -134,6 +134,11 @@ RULES: dict[str, Rule | dict[str, Rule]] = {
     "/v1/models": GUEST,
     "/v1/models/{model_id:path}": GUEST,
     "/v1/{rest:path}": PUBLIC,  # OPTIONS preflights
+    # the web UI's static files (server/webui.py): the page signs in through /api/auth
+    "/": PUBLIC,
+    "/ui": PUBLIC,
+    "/ui/": PUBLIC,
+    "/ui/{path:path}": PUBLIC,
 }
 _UNDECLARED = Rule(Access.ADMIN)
 

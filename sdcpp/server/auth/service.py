@@ -11,7 +11,8 @@ Methods (``--auth``, comma-separated):
 
 Any method but ``none`` accepts this server's JWTs (the login of ``jwt``, ``pam`` or ``unix``
 issues them). Exactly one credential counts per request: ``Authorization``, else ``X-API-Key``,
-else the socket peer. Credentials in the query string are never read.
+else the socket peer, else the web UI's session cookie (``session.py``: CSRF rules).
+Credentials in the query string are never read.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from ..settings import Settings
-from . import apikeys
+from . import apikeys, session
 from .capability import OutputSigner
 from .identity import GUEST, NO_AUTH, Identity
 from .limiter import FailureLimiter
@@ -112,6 +113,10 @@ class AuthService:
             if isinstance(creds, PeerCredentials) and "unix" in self.methods:
                 claimed = headers.get(b"x-unix-user", b"").decode("latin-1").strip()
                 return Resolved(self._from_peer(creds, claimed))
+            # last resort: the web UI's session cookie, under its CSRF rules (session.py)
+            token = session.cookie_token(headers)
+            if token is not None and session.cookie_allowed(scope, headers):
+                return Resolved(self._from_token(token))
         except AuthFailure as exc:
             return Resolved(None, str(exc))
         return Resolved(GUEST if self.guests_allowed else None)

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from ..auth import accounts
+from ..auth import accounts, session
 from ..auth.identity import Identity, identity_of
 from ..auth.pam_backend import PamBusy
 from ..auth.passwords import check_password
@@ -79,7 +79,7 @@ async def login(request: Request) -> JSONResponse:
         if current.method != "unix" or req.username not in ("", current.username):
             raise ApiError(400, "INVALID_PARAMETERS", "username and password are required")
         assert current.user_id is not None
-        return JSONResponse(_token_answer(auth, current.user_id, "Login successful"))
+        return _with_session(request, _token_answer(auth, current.user_id, "Login successful"))
     if not {"jwt", "pam"} & set(auth.methods):
         raise ApiError(400, "AUTH_NOT_ENABLED", "password logins need --auth jwt or pam")
     client = request.scope.get("client")
@@ -93,7 +93,16 @@ async def login(request: Request) -> JSONResponse:
         raise ApiError(503, "SERVICE_UNAVAILABLE", str(exc), {"Retry-After": "2"}) from None
     except AuthFailure as exc:
         raise ApiError(401, "INVALID_CREDENTIALS", str(exc)) from None
-    return JSONResponse(_token_answer(auth, user.id, "Login successful"))
+    return _with_session(request, _token_answer(auth, user.id, "Login successful"))
+
+
+def _with_session(request: Request, answer: dict[str, Any]) -> JSONResponse:
+    """The token answer; for the web UI (its header) the token is also the session cookie."""
+    response = JSONResponse(answer)
+    if session.from_webui(request.headers):
+        secure = request.url.scheme == "https"
+        session.set_cookie(response, answer["token"], answer["expires_in"], secure)
+    return response
 
 
 def _jwt_identity(request: Request, what: str) -> Identity:
@@ -109,7 +118,9 @@ async def logout(request: Request) -> JSONResponse:
     """Revoke the token this request carries."""
     identity = _jwt_identity(request, "logout")
     await run_in_threadpool(_service(request).revoke, identity)
-    return JSONResponse({"message": "Logout successful"})
+    response = JSONResponse({"message": "Logout successful"})
+    session.clear_cookie(response, request.url.scheme == "https")
+    return response
 
 
 async def refresh(request: Request) -> JSONResponse:
@@ -121,7 +132,7 @@ async def refresh(request: Request) -> JSONResponse:
     answer = await run_in_threadpool(
         _token_answer, auth, identity.user_id, "Token refreshed successfully"
     )
-    return JSONResponse(answer)
+    return _with_session(request, answer)
 
 
 async def validate_token(request: Request) -> JSONResponse:

@@ -163,6 +163,8 @@ def _fresh(world: World, param: str, as_role: str) -> str:
         return "images/generations"
     if param == "id":  # /v1/models/{id}
         return "tiny"
+    if param == "path":  # the web UI's files: /ui/{hash}/{file}
+        return "0/css/app.css"
     raise AssertionError(f"the matrix does not know path parameter {param!r}")
 
 

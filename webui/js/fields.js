@@ -1,0 +1,38 @@
+// The form's fields. Limits and defaults come from /api/parameters; this table only says how
+// each is shown and which job kinds take it. A parameter the API lists that this table does
+// not know still gets a number field (under "More parameters").
+
+export const KINDS = {
+  txt2img: { label: "Text to image", endpoint: "/api/generate/text2img" },
+  img2img: { label: "Image to image", endpoint: "/api/generate/img2img", image: true },
+  inpainting: { label: "Inpainting", endpoint: "/api/generate/inpainting", image: true, mask: true },
+  upscale: { label: "Upscale", endpoint: "/api/generate/upscale", image: true, upscale: true },
+};
+
+const IMAGE = ["txt2img", "img2img", "inpainting"];
+
+// name -> {label, kinds, group, prefill, type?, options?}
+export const FIELDS = {
+  steps: { label: "Steps", kinds: IMAGE, group: "basic", prefill: true },
+  cfg_scale: { label: "CFG scale", kinds: IMAGE, group: "basic" },
+  batch_count: { label: "Batch", kinds: IMAGE, group: "basic", prefill: true },
+  strength: { label: "Strength", kinds: ["img2img", "inpainting"], group: "basic" },
+  guidance: { label: "Guidance (Flux)", kinds: IMAGE, group: "more" },
+  clip_skip: { label: "CLIP skip", kinds: IMAGE, group: "more" },
+  eta: { label: "Eta", kinds: IMAGE, group: "more" },
+  flow_shift: { label: "Flow shift", kinds: IMAGE, group: "more" },
+  n_threads: { label: "Threads", kinds: IMAGE, group: "more" },
+  output_quality: { label: "Quality (JPEG/WebP)", kinds: [...IMAGE, "upscale"], group: "more" },
+  factor: { label: "Upscale factor", kinds: ["upscale"], group: "basic", min: 1, max: 8, step: 1 },
+};
+
+// handled by their own controls, or not parameters of these forms
+export const OWN_CONTROLS = new Set(["width", "height", "seed", "lora_weight",
+  "control_strength", "image_cfg_scale"]);
+
+export const SIZE_PRESETS = [
+  [512, 512], [768, 768], [1024, 1024], [512, 768], [768, 512], [832, 1216], [1216, 832],
+  [1024, 576], [576, 1024], [256, 256], [64, 64],
+];
+
+export const OUTPUT_FORMATS = ["png", "jpeg", "webp"];

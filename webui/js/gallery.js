@@ -1,0 +1,132 @@
+// The Gallery: every finished image this user may see (from the queue's job list), a full
+// view with the PNG's parameters, download, delete, "reuse these settings" and the request
+// that made it as curl / Python / OpenAI SDK.
+
+import { api, withQuery } from "./api.js";
+import { $, h, toast } from "./dom.js";
+import { apiName, parseParameters } from "./a1111.js";
+import { snippets } from "./snippets.js";
+import { dropJob, emit, jobs, on } from "./state.js";
+
+let items = [];
+let index = -1;
+let pending = false;
+
+function collect() {
+  const out = [];
+  const all = [...jobs.values()].filter((j) => j.status === "completed" && j.outputs && j.outputs.length);
+  all.sort((a, b) => (b.end_time || 0) - (a.end_time || 0));
+  for (const job of all) {
+    job.outputs.forEach((url, i) => out.push({ job, url, i }));
+  }
+  return out;
+}
+
+function filtered() {
+  const q = $("#gallery-filter").value.trim().toLowerCase();
+  return q ? items.filter((it) => (it.job.prompt || "").toLowerCase().includes(q)) : items;
+}
+
+function render() {
+  pending = false;
+  items = collect();
+  const shown = filtered();
+  const grid = $("#gallery-grid");
+  grid.replaceChildren(...shown.map((it, n) =>
+    h("li", {},
+      h("button", { type: "button", class: "thumb", onclick: () => open(items.indexOf(it)),
+        "aria-label": `Open image ${n + 1}: ${it.job.prompt || ""}` },
+        h("img", { src: isVideo(it.url) ? it.url : withQuery(it.url, { thumb: 1, size: 256 }), alt: "", loading: "lazy" })))));
+  $("#gallery-empty").hidden = shown.length > 0;
+}
+
+const isVideo = (url) => /\.(webm|mp4)(\?|$)/.test(url);
+
+function paramsOf(it) {
+  const text = (it.job.result && it.job.result.parameters || [])[it.i] || "";
+  return { text, values: parseParameters(text) || {} };
+}
+
+function requestOf(it) {
+  if (it.job.request) return it.job.request;
+  const { values } = paramsOf(it);
+  const body = { prompt: values.prompt || it.job.prompt || "" };
+  for (const k of ["negative_prompt", "width", "height", "steps", "cfg_scale", "seed", "clip_skip"]) {
+    if (values[k] !== undefined && values[k] !== "") body[k] = values[k];
+  }
+  if (values.sampling_method) body.sampling_method = apiName("sampler", values.sampling_method);
+  if (values.scheduler) body.scheduler = apiName("scheduler", values.scheduler);
+  if (values.model_name) body.model_name = values.model_name;
+  return { endpoint: "/api/generate/text2img", body };
+}
+
+function reuse(it) {
+  const { body } = requestOf(it);
+  const values = { ...body, kind: ["img2img", "inpainting"].includes(it.job.type) ? it.job.type : "txt2img" };
+  for (const k of ["init_image", "mask_image", "image"]) delete values[k];
+  $("#viewer").close();
+  emit("reuse", values);
+}
+
+async function remove(it) {
+  if (!confirm("Delete this job and its images?")) return;
+  try {
+    await api(`/api/queue/job/${encodeURIComponent(it.job.id)}`, { method: "DELETE" });
+    dropJob(it.job.id);
+    $("#viewer").close();
+    toast("Deleted.");
+  } catch (e) {
+    toast(e.message, "error");
+  }
+}
+
+function showSnippet(which, it) {
+  const { endpoint, body } = requestOf(it);
+  $("#viewer-code").textContent = snippets(endpoint, body)[which];
+  for (const b of document.querySelectorAll("#viewer-code-tabs [data-code]")) {
+    b.setAttribute("aria-pressed", String(b.dataset.code === which));
+  }
+}
+
+export function open(n) {
+  if (n < 0 || n >= items.length) return;
+  index = n;
+  const it = items[n];
+  const dialog = $("#viewer");
+  const media = isVideo(it.url)
+    ? h("video", { src: it.url, controls: true, loop: true, autoplay: true })
+    : h("img", { src: it.url, alt: it.job.prompt || "generated image", class: "full" });
+  $("#viewer-media").replaceChildren(media);
+  $("#viewer-title").textContent = `${n + 1} / ${items.length} · ${it.job.type || ""}`;
+  $("#viewer-params").textContent = paramsOf(it).text || it.job.prompt || "";
+  const download = $("#viewer-download");
+  download.href = it.url;
+  download.download = `${it.job.id}-${it.i}.${(it.url.split("?")[0].split(".").pop()) || "png"}`;
+  $("#viewer-reuse").onclick = () => reuse(it);
+  $("#viewer-delete").onclick = () => remove(it);
+  for (const b of document.querySelectorAll("#viewer-code-tabs [data-code]")) {
+    b.onclick = () => showSnippet(b.dataset.code, it);
+  }
+  $("#viewer-copy").onclick = () => navigator.clipboard.writeText($("#viewer-code").textContent)
+    .then(() => toast("Copied."), () => toast("Copy failed: select the text instead.", "error"));
+  showSnippet("curl", it);
+  if (!dialog.open) dialog.showModal();
+}
+
+export function step(delta) {
+  if ($("#viewer").open) open(Math.min(items.length - 1, Math.max(0, index + delta)));
+  else if (items.length) open(delta > 0 ? 0 : items.length - 1);
+}
+
+function later() {
+  if (!pending) { pending = true; requestAnimationFrame(render); }
+}
+
+export function initGallery() {
+  on("job", (job) => { if (job.status === "completed") later(); });
+  on("job-removed", later);
+  $("#gallery-filter").addEventListener("input", later);
+  $("#viewer-prev").addEventListener("click", () => step(-1));
+  $("#viewer-next").addEventListener("click", () => step(1));
+  $("#viewer-close").addEventListener("click", () => $("#viewer").close());
+}

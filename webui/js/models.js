@@ -1,0 +1,51 @@
+// The Models page: every file the server knows, its type, architecture, size, hash and
+// loaded state; load, unload and refresh (admins: the API refuses others anyway).
+
+import { api } from "./api.js";
+import { $, fmtBytes, h, toast } from "./dom.js";
+import { loadModels } from "./form.js";
+
+async function act(path, message) {
+  try {
+    await api(path, { method: "POST" });
+    toast(message);
+    await renderModels();
+    await loadModels();
+  } catch (e) {
+    toast(e.message, "error");
+  }
+}
+
+function row(m) {
+  const id = encodeURIComponent(m.id);
+  const loadable = ["checkpoint", "diffusion_model"].includes(m.type);
+  return h("tr", {},
+    h("th", { scope: "row" }, m.name),
+    h("td", {}, m.type),
+    h("td", {}, m.architecture || ""),
+    h("td", { class: "num" }, fmtBytes(m.size)),
+    h("td", { class: "mono" }, m.short_hash || ""),
+    h("td", {}, m.error ? h("span", { class: "bad" }, m.error) : m.loaded ? "loaded" : ""),
+    h("td", { class: "admin-only" }, loadable
+      ? h("button", { type: "button", class: "small",
+        onclick: () => act(`/api/models/${id}/${m.loaded ? "unload" : "load"}`, `${m.name}: ${m.loaded ? "unloaded" : "loaded"}`) },
+      m.loaded ? "Unload" : "Load")
+      : ""));
+}
+
+export async function renderModels() {
+  const type = $("#models-type").value;
+  const data = await api(`/api/models?limit=0${type ? `&type=${encodeURIComponent(type)}` : ""}`);
+  const models = data.models || [];
+  $("#models-body").replaceChildren(...models.map(row));
+  $("#models-empty").hidden = models.length > 0;
+}
+
+export async function initModels() {
+  try {
+    const data = await api("/api/models/types");
+    for (const t of data.types || []) $("#models-type").append(h("option", { value: t }, t));
+  } catch { /* the list still works unfiltered */ }
+  $("#models-type").addEventListener("change", () => renderModels().catch((e) => toast(e.message, "error")));
+  $("#models-refresh").addEventListener("click", () => act("/api/models/refresh", "Model list refreshed."));
+}

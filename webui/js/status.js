@@ -1,0 +1,32 @@
+// The status bar: live road, queue depth, worker state, loaded models.
+
+import { api } from "./api.js";
+import { $ } from "./dom.js";
+import { on } from "./state.js";
+
+let live = "none";
+let timer = null;
+
+async function refresh() {
+  try {
+    const s = await api("/api/status");
+    const q = s.generation_queue || {};
+    const parts = [
+      `worker ${s.worker ? s.worker.state : "?"}`,
+      `queue ${q.queue_size ?? 0}`,
+      `running ${q.active_generations ?? 0}`,
+      `models ${s.models ? `${s.models.loaded_count} loaded / ${s.models.available_count}` : "?"}`,
+      `updates: ${live}`,
+    ];
+    $("#status-text").textContent = parts.join(" · ");
+  } catch {
+    $("#status-text").textContent = `server unreachable · updates: ${live}`;
+  }
+}
+
+export function initStatus() {
+  on("live", (mode) => { live = mode; refresh(); });
+  on("queue", () => { clearTimeout(timer); timer = setTimeout(refresh, 200); });
+  refresh();
+  setInterval(refresh, 10000);
+}
