@@ -1,35 +1,49 @@
-"""The OpenAI Images dialect driven by the real ``openai`` SDK against a real ``sdcpp serve``."""
+"""The OpenAI Images dialect driven by the real ``openai`` SDK against a real ``sdcpp serve``
+(real worker, the synthetic tiny model, 64x64, 1-2 steps). One server for the module."""
 
 from __future__ import annotations
 
 import base64
+import io
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2 as httpx
 import openai
 import pytest
+from PIL import Image
 
-from .test_serve import Server, data_dir  # noqa: F401  (fixture)
+from .test_serve import Server
+
+EXTRAS = {"steps": 2, "seed": 5, "cfg_scale": 1.0, "negative_prompt": "blur"}
 
 
-@pytest.fixture
-def client(data_dir: Path) -> Iterator[tuple[Server, openai.OpenAI]]:  # noqa: F811
-    srv = Server(data_dir).start()
+@pytest.fixture(scope="module")
+def client(
+    tmp_path_factory: pytest.TempPathFactory, tiny_path: Path
+) -> Iterator[tuple[Server, openai.OpenAI]]:
+    data = tmp_path_factory.mktemp("openai") / "data"
+    (data / "models" / "checkpoints").mkdir(parents=True)
+    os.link(tiny_path, data / "models" / "checkpoints" / "tiny.safetensors")
+    srv = Server(data).start()
     try:
         yield srv, openai.OpenAI(base_url=f"{srv.url}/v1", api_key="any", max_retries=0)
     finally:
         srv.stop()
 
 
-EXTRAS = {"steps": 2, "seed": 5, "cfg_scale": 1.0, "negative_prompt": "blur"}
+def _png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def test_generate_n2_b64_then_url(client: tuple[Server, openai.OpenAI]) -> None:
     srv, sdk = client
     result = sdk.images.generate(prompt="a red fox", n=2, size="64x64", extra_body=EXTRAS)
-    assert len(result.data) == 2
-    png = base64.b64decode(result.data[0].b64_json or "")
+    assert len(result.data or []) == 2
+    png = base64.b64decode((result.data or [])[0].b64_json or "")
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert result.size == "64x64" and result.output_format == "png"
     # an ordinary queued job: listed in the queue
@@ -43,13 +57,59 @@ def test_generate_n2_b64_then_url(client: tuple[Server, openai.OpenAI]) -> None:
         output_format="webp",
         extra_body=EXTRAS,
     )
-    url = result.data[0].url or ""
+    url = (result.data or [])[0].url or ""
     assert url.startswith(srv.url)
     body = httpx.get(url, timeout=30).content
     assert body[:4] == b"RIFF" and body[8:12] == b"WEBP"
 
 
-def test_errors_in_openai_shape(client: tuple[Server, openai.OpenAI]) -> None:
+def test_edit_with_mask_and_with_two_images(client: tuple[Server, openai.OpenAI]) -> None:
+    srv, sdk = client
+    source = _png(Image.new("RGB", (64, 64), (30, 120, 200)))
+    mask = Image.new("RGBA", (64, 64), (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (0, 0, 32, 64))  # transparent half: the part to edit
+    edited = sdk.images.edit(
+        image=("in.png", source, "image/png"),
+        mask=("mask.png", _png(mask), "image/png"),
+        prompt="a hat",
+        size="64x64",
+        extra_body={"steps": 1, "seed": 2},
+    )
+    out = Image.open(io.BytesIO(base64.b64decode((edited.data or [])[0].b64_json or "")))
+    assert out.size == (64, 64)
+    assert "inpainting" in str(srv.get("/api/queue/status").json())  # the mask reached it
+    two = sdk.images.edit(
+        image=[("a.png", source, "image/png"), ("b.png", _png(Image.new("RGB", (64, 64))))],
+        prompt="a cat",
+        n=1,
+        extra_body={"steps": 1},
+    )
+    assert two.size == "64x64" and len(two.data or []) == 1
+
+
+def test_streaming_with_partial_images(client: tuple[Server, openai.OpenAI]) -> None:
+    _, sdk = client
+    stream = sdk.images.generate(
+        prompt="a lighthouse",
+        size="64x64",
+        stream=True,
+        partial_images=2,
+        extra_body={"steps": 2, "seed": 1},
+    )
+    events = list(stream)
+    kinds = [e.type for e in events]
+    assert kinds[-1] == "image_generation.completed", kinds
+    partials = [e for e in events if e.type == "image_generation.partial_image"]
+    assert [p.partial_image_index for p in partials] == list(range(len(partials)))
+    assert 1 <= len(partials) <= 2, kinds  # the engine's step previews
+    frame = Image.open(io.BytesIO(base64.b64decode(partials[0].b64_json)))
+    assert frame.size == (64, 64)
+    final = events[-1]
+    assert final.type == "image_generation.completed"
+    assert base64.b64decode(final.b64_json)[:4] == b"\x89PNG" and final.usage.total_tokens == 0
+
+
+def test_errors_and_models(client: tuple[Server, openai.OpenAI]) -> None:
     srv, sdk = client
     with pytest.raises(openai.BadRequestError) as err:
         sdk.images.generate(prompt="x", size="64x64", extra_body={"bogus": 1})
@@ -59,6 +119,9 @@ def test_errors_in_openai_shape(client: tuple[Server, openai.OpenAI]) -> None:
     assert err.value.param == "size"
     with pytest.raises(openai.NotFoundError):
         sdk.images.generate(prompt="x", model="no-such-model", size="64x64")
+    with pytest.raises(openai.BadRequestError) as err:
+        sdk.images.edit(image=("a.txt", b"not an image", "text/plain"), prompt="x")
+    assert err.value.param == "image"
     ids = [m.id for m in sdk.models.list()]
     assert ids and sdk.models.retrieve(ids[0]).id == ids[0]
     options = httpx.options(f"{srv.url}/v1/images/generations", timeout=10)

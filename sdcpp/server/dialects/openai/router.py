@@ -2,6 +2,7 @@
 
 A request blocks until its images exist (OpenAI semantics) but is an ordinary queued job:
 listed in /api/queue/status, owned by the caller, cancelled when the client goes away.
+``stream: true`` answers Server-Sent Events instead (``stream.py``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ import asyncio
 import base64
 import contextlib
 import json
+import shutil
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,14 +22,22 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ....registry import ModelType
+from ....jobspec import ImageSpec
 from ...auth.identity import identity_of
 from ...jobs import FINISHED
-from .render import error_response
-from .schemas import ImagesGenerateRequest
+from . import forms
+from .render import OpenAIGuard, error_response
+from .schemas import (
+    ImageOptions,
+    ImagesEditRequest,
+    ImagesGenerateRequest,
+    ImagesVariationRequest,
+    resolve_model,
+)
+from .stream import USAGE, stream_job
 
 DISCONNECT_CHECK = 0.5  # seconds between checks that the waiting client is still there
-IMAGE_TYPES = ModelType.CHECKPOINT | ModelType.DIFFUSION_MODEL
+IMAGE_TYPES = forms.IMAGE_TYPES
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -42,13 +53,13 @@ def openai_errors(handler: Handler) -> Handler:
     return wrapped
 
 
-async def submit_and_wait(request: Request, spec: Any) -> Any:
-    """The one place this dialect queues work: submit_spec, then wait for the job to end
-    (cancelling it if the client disconnects). Returns the finished job, or None."""
+async def submit_and_wait(request: Request, spec: Any, job_id: str | None = None) -> Any:
+    """The one place this dialect queues a blocking job: submit_spec, then wait for the job
+    to end (cancelling it if the client disconnects). Returns the finished job, or None."""
     state = request.app.state
     owner = identity_of(request.scope).job_owner
     async with state.events.subscribe() as events:
-        job = await run_in_threadpool(state.generation.submit_spec, spec, owner)
+        job = await run_in_threadpool(state.generation.submit_spec, spec, owner, job_id)
         while (current := state.jobs.store.get(job.id)).status not in FINISHED:
             if await request.is_disconnected():
                 state.jobs.cancel(job.id)
@@ -76,15 +87,14 @@ def _images(request: Request, job: Any, as_url: bool, prompt: str) -> list[dict[
     return data
 
 
-@openai_errors
-async def generations(request: Request) -> Response:
-    try:
-        payload = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return error_response(ValueError("the body is not valid JSON"))
-    req = ImagesGenerateRequest.model_validate(payload)
-    spec = req.to_spec()
-    job = await submit_and_wait(request, spec)
+async def _answer(
+    request: Request, req: ImageOptions, spec: ImageSpec, job_id: str, prefix: str
+) -> Response:
+    """Queue the job and answer: its event stream, or (blocking) OpenAI's ImagesResponse."""
+    if req.stream:
+        owner = identity_of(request.scope).job_owner
+        return await stream_job(request, spec, job_id, req, prefix, owner)
+    job = await submit_and_wait(request, spec, job_id)
     if job is None:
         return Response(status_code=499)
     if job.status != "completed":
@@ -93,21 +103,73 @@ async def generations(request: Request) -> Response:
                           "code": job.status}}  # fmt: skip
         return JSONResponse(body, status_code=500 if job.status == "failed" else 409)
     as_url = req.response_format == "url"
-    data = await run_in_threadpool(_images, request, job, as_url, req.prompt)
-    params = job.result.get("parameters") or [{}]
-    first = params[0] if params and isinstance(params[0], dict) else {}
-    width, height = first.get("width"), first.get("height")
+    data = await run_in_threadpool(_images, request, job, as_url, req.prompt.strip())
+    width, height = job.params.get("width"), job.params.get("height")
     return JSONResponse(
         {
             "created": int(time.time()),
             "data": data,
-            "background": req.background or "opaque",
-            "output_format": spec.output_format,
-            "quality": req.quality or "auto",
+            **req.echo(),
             "size": f"{width}x{height}" if width and height else (req.size or "auto"),
-            "usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0},
+            "usage": USAGE,
         }
     )
+
+
+def _json_body(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise forms.FormError(None, "the body is not valid JSON") from None
+
+
+@openai_errors
+async def generations(request: Request) -> Response:
+    req = ImagesGenerateRequest.model_validate(_json_body(await request.body()))
+    registry = request.app.state.registry
+    model = await run_in_threadpool(resolve_model, registry, req.model, IMAGE_TYPES)
+    return await _answer(request, req, req.to_spec(model), uuid.uuid4().hex, "image_generation")
+
+
+async def _edit(
+    request: Request, req: ImagesEditRequest, form: forms.Form, ref_ok: bool
+) -> Response:
+    """An edit (or a variation): images checked and stored under the job's id, then queued."""
+    state = request.app.state
+    model = await run_in_threadpool(resolve_model, state.registry, req.model, IMAGE_TYPES)
+    ref_model = ref_ok and await run_in_threadpool(
+        forms.takes_ref_images, state.registry, model, state.settings.model
+    )
+    job_id = uuid.uuid4().hex
+    inputs = state.jobs.input_dir(job_id)
+    try:
+        size, images = await run_in_threadpool(
+            forms.edit_images, form, req.size, inputs, state.settings.max_image_pixels, ref_model
+        )
+        spec = req.to_spec(model, size, **images)
+        return await _answer(request, req, spec, job_id, "image_edit")
+    except BaseException:
+        if state.jobs.store.get(job_id) is None:  # never queued: its inputs are nobody's
+            shutil.rmtree(inputs, ignore_errors=True)
+        raise
+
+
+@openai_errors
+async def edits(request: Request) -> Response:
+    form = await forms.read_form(request)
+    req = ImagesEditRequest.model_validate(form.fields)
+    return await _edit(request, req, form, ref_ok=True)
+
+
+@openai_errors
+async def variations(request: Request) -> Response:
+    form = await forms.read_form(request)
+    req = ImagesVariationRequest.model_validate(form.fields)
+    if form.mask is not None or len(form.images) > 1:
+        raise forms.FormError("image", "a variation takes one image and no mask")
+    raw = form.images[0] if form.images else b""
+    prompt = req.prompt or await run_in_threadpool(forms.embedded_prompt, raw)
+    return await _edit(request, req.as_edit(prompt or ""), form, ref_ok=False)
 
 
 def _model(entry: Any) -> dict[str, Any]:
@@ -133,9 +195,16 @@ async def preflight(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    return [
+    """The /v1 routes, each behind its access rule (auth/permissions.py RULES) with the
+    refusals in OpenAI's envelope."""
+    table = [
         Route("/v1/images/generations", generations, methods=["POST"]),
+        Route("/v1/images/edits", edits, methods=["POST"]),
+        Route("/v1/images/variations", variations, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", model, methods=["GET"]),
         Route("/v1/{rest:path}", preflight, methods=["OPTIONS"]),
     ]
+    for route in table:
+        route.app = OpenAIGuard(route.app, route.path)
+    return list(table)

@@ -1,16 +1,30 @@
-"""OpenAI Images request bodies; each converts itself into the one job spec with ``to_spec()``."""
+"""OpenAI Images request bodies; each converts itself into the one job spec with ``to_spec()``.
+
+OpenAI's own fields keep OpenAI's value sets (anything else: 400 ``invalid_value``); fields
+that change nothing here are accepted and echoed the way OpenAI answers them:
+
+- ``quality``, ``style``, ``moderation``, ``user``/``safety_identifier``, ``input_fidelity``:
+  accepted, no effect on the engine (``quality`` is echoed, ``user`` comes back as
+  ``safety_identifier``);
+- ``background``: the engine paints opaque images, so every answer says ``opaque``;
+- ``model``: a name from the models dir; OpenAI's own names (``dall-e-2``, ``gpt-image-1``...,
+  what Open WebUI sends when none is set) mean the server's default model.
+"""
 
 from __future__ import annotations
 
 import os
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ....jobspec import ImageSpec, LoraRef
 
 _SIZE = re.compile(r"^(\d{2,4})x(\d{2,4})$")
+# OpenAI's model names: they name no file here, so they mean "the server's default model"
+OPENAI_MODELS = re.compile(r"^(dall-e-\d|gpt-image-[\w.-]+|chatgpt-image-[\w.-]+)$")
+Quality = Literal["auto", "low", "medium", "high", "xhigh", "max", "standard", "hd"]
 
 
 class SizeError(ValueError):
@@ -38,8 +52,9 @@ class LoraItem(BaseModel):
     weight: float = 1.0
 
 
-class ImagesGenerateRequest(BaseModel):
-    """POST /v1/images/generations. Unknown fields are refused (OpenAI: unknown_parameter)."""
+class ImageOptions(BaseModel):
+    """What generations and edits share: OpenAI's fields, then sdcpp's extras (top-level, as
+    ``extra_body`` sends them). Unknown fields are refused (OpenAI: unknown_parameter)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -47,17 +62,17 @@ class ImagesGenerateRequest(BaseModel):
     model: str | None = None
     n: int = Field(1, ge=1, le=10)
     size: str | None = "auto"
-    quality: str | None = None
+    quality: Quality | None = None
     response_format: Literal["b64_json", "url"] | None = None
     output_format: Literal["png", "jpeg", "webp"] | None = None
     output_compression: int | None = Field(None, ge=0, le=100)
-    background: str | None = None
-    style: str | None = None
-    moderation: str | None = None
+    background: Literal["transparent", "opaque", "auto"] | None = None
+    moderation: Literal["low", "auto"] | None = None
     user: str | None = None
+    safety_identifier: str | None = None
     stream: bool | None = None
     partial_images: int | None = Field(None, ge=0, le=3)
-    # sdcpp's extras, top-level as extra_body sends them
+    # sdcpp's extras
     negative_prompt: str = ""
     steps: int | None = None
     cfg_scale: float | None = None
@@ -65,9 +80,15 @@ class ImagesGenerateRequest(BaseModel):
     sampler: str | None = None
     scheduler: str | None = None
     loras: list[LoraItem] = []
+    strength: float | None = None
 
-    def to_spec(self) -> ImageSpec:
-        width, height = parse_size(self.size)
+    def to_spec(
+        self, model: str | None = None, size: tuple[int, int] | None = None, **images: Any
+    ) -> ImageSpec:
+        """The job spec; ``model`` is the resolved name (``resolve_model``), ``size`` the
+        output size an edit settled on, ``images`` the spec's image fields (init_image,
+        mask_image, ref_images) already checked and stored."""
+        width, height = size or parse_size(self.size)
         steps = self.steps
         if steps is None and (env := _env_number("DG_SERVE_NUM_INFERENCE_STEPS")) is not None:
             steps = int(env)
@@ -77,7 +98,7 @@ class ImagesGenerateRequest(BaseModel):
         return ImageSpec(
             prompt=self.prompt,
             negative_prompt=self.negative_prompt,
-            model=self.model,
+            model=model,
             width=width,
             height=height,
             steps=steps,
@@ -87,7 +108,73 @@ class ImagesGenerateRequest(BaseModel):
             scheduler=self.scheduler,
             batch_count=self.n,
             loras=tuple(LoraRef(name=x.name, weight=x.weight) for x in self.loras),
+            strength=self.strength,
             output_format=self.output_format or "png",
             output_quality=self.output_compression or 90,
+            preview=bool(self.stream and self.partial_images),
             extra={"dialect": "openai"},
+            **images,
         )
+
+    def echo(self) -> dict[str, Any]:
+        """The top-level fields OpenAI puts beside the images."""
+        fields: dict[str, Any] = {
+            "background": "opaque",  # the engine paints no alpha
+            "output_format": self.output_format or "png",
+            "quality": self.quality or "auto",
+        }
+        if who := (self.safety_identifier or self.user):
+            fields["safety_identifier"] = who
+        return fields
+
+
+class ImagesGenerateRequest(ImageOptions):
+    """POST /v1/images/generations (JSON)."""
+
+    style: Literal["vivid", "natural"] | None = None
+
+
+class ImagesEditRequest(ImageOptions):
+    """POST /v1/images/edits: the form's text fields (the files are checked apart)."""
+
+    input_fidelity: Literal["high", "low"] | None = None
+
+
+class ImagesVariationRequest(BaseModel):
+    """POST /v1/images/variations: image (a file), n, size, response_format, model, user; our
+    extras ``prompt`` (none: the prompt stored in the image's PNG text, else an empty one),
+    ``strength`` (how far from the image, default 0.6), steps, seed, cfg_scale."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = None
+    n: int = Field(1, ge=1, le=10)
+    size: str | None = "auto"
+    response_format: Literal["b64_json", "url"] | None = None
+    user: str | None = None
+    prompt: str | None = None
+    negative_prompt: str = ""
+    strength: float = Field(0.6, ge=0.0, le=1.0)
+    steps: int | None = None
+    cfg_scale: float | None = None
+    seed: int | None = None
+
+    def as_edit(self, prompt: str) -> ImagesEditRequest:
+        """A variation is an edit of the whole image with the prompt it was made from."""
+        fields = self.model_dump(exclude={"prompt"}, exclude_none=True)
+        return ImagesEditRequest.model_validate({**fields, "prompt": prompt or " "})
+
+
+def resolve_model(registry: Any, name: str | None, types: Any) -> str | None:
+    """The model to queue: ``name`` when the models dir has it; OpenAI's names the server's
+    default (None); any other unknown name raises the registry's ModelNotFoundError (404)."""
+    if not name:
+        return None
+    from ....registry.errors import ModelNotFoundError
+
+    try:
+        return str(registry.get(name, type=types).id)
+    except ModelNotFoundError:
+        if OPENAI_MODELS.match(name):
+            return None
+        raise
