@@ -6,6 +6,10 @@ import argparse
 import ipaddress
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..server.settings import Settings
 
 logger = logging.getLogger("sdcpp.serve")
 
@@ -62,6 +66,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve.add_argument(
         "--no-webui", dest="webui", action="store_const", const=False, help="no web UI at /ui/"
     )
+    serve.add_argument(
+        "--database",
+        dest="database_url",
+        metavar="URL",
+        help="keep the job queue in PostgreSQL, postgresql://user:pass@host/db (needs "
+        "'sdcpp[postgres]'; default: SQLite in the data dir)",
+    )
     serve.add_argument("--config", help="JSON or TOML file with any of these settings")
     serve.set_defaults(func=run)
 
@@ -92,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
             "shutdown_grace",
             "job_timeout",
             "max_crashes",
+            "database_url",
             "webui",
             "webui_dir",
         )
@@ -101,6 +113,10 @@ def run(args: argparse.Namespace) -> int:
         data_lock = DataDirLock(settings.data_dir).acquire()
     except DataDirBusy as exc:
         logger.error("%s", exc)
+        return 1
+    if settings.database_url and (problem := _database_problem(settings)) is not None:
+        logger.error("%s", problem)  # before the port is bound, and never a traceback
+        data_lock.release()
         return 1
     if not _is_loopback(settings.host) and settings.auth_methods == ("none",):
         logger.warning(
@@ -129,6 +145,19 @@ def run(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=1,
     )
     return 0
+
+
+def _database_problem(settings: Settings) -> str | None:
+    """Why the PostgreSQL job store cannot be used (psycopg missing, server unreachable, a
+    newer schema), or None once it opened (and migrated) fine."""
+    from ..server.pgstore import DatabaseUnavailable
+    from ..server.store_api import open_job_store
+
+    try:
+        open_job_store(settings).close()
+    except (DatabaseUnavailable, RuntimeError, ValueError) as exc:
+        return str(exc)
+    return None
 
 
 def _count_models(models_dir: str | Path) -> int:

@@ -35,7 +35,8 @@ from typing import Any
 from ..registry import ModelRegistry, ModelType
 from ..registry.errors import ModelNotFoundError, RegistryError
 from .errors import ApiError
-from .store import Job, JobStore
+from .store import Job
+from .store_api import JobStoreApi
 
 # A modest multi-core CPU runs SD1 at 512x512 at roughly one step per second: 1 s / 0.26 MP.
 DEFAULT_SECONDS_PER_MEGAPIXEL_STEP = 4.0
@@ -139,7 +140,7 @@ def estimate(
 
 def estimate_request(
     registry: ModelRegistry,
-    store: JobStore,
+    store: JobStoreApi,
     default_model: str | None,
     *,
     model_name: str | None,

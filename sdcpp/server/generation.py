@@ -16,7 +16,7 @@ from ..registry import ModelRegistry, ModelType
 from ..registry.errors import ModelNotFoundError, RegistryError, no_model_message
 from .errors import ApiError
 from .imaging import decode_image, store_input
-from .jobs import JobService
+from .jobs import PLAN_KEY, JobService
 from .schemas.native import (
     ControlNetRequest,
     GenerateBase,
@@ -26,7 +26,7 @@ from .schemas.native import (
     VideoGenerateRequest,
 )
 from .settings import Settings
-from .spec_params import model_plan, worker_params
+from .spec_params import model_plan, plan_view, worker_params
 from .store import Job
 
 _IMAGE_TYPES = ModelType.CHECKPOINT | ModelType.DIFFUSION_MODEL
@@ -85,6 +85,7 @@ class GenerationService:
         )
         if self.settings.threads and "n_threads" not in params:
             params["n_threads"] = self.settings.threads
+        params[PLAN_KEY] = plan_view(plan, spec)  # shown in the job's JSON, not sent on
         return self.jobs.submit(spec.job_kind, params, owner=owner, job_id=job_id)
 
     def submit_upscale(self, req: UpscaleRequest, owner: str | None = None) -> Job:

@@ -26,7 +26,8 @@ from typing import Any
 from .errors import shutting_down
 from .events import EventBus
 from .settings import Settings
-from .store import Job, JobStore
+from .store import Job
+from .store_api import JobStoreApi
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class JobService:
     def __init__(
         self,
         settings: Settings,
-        store: JobStore,
+        store: JobStoreApi,
         engine: Any,
         events: EventBus,
         runners: Mapping[str, Any] | None = None,
@@ -101,8 +102,11 @@ class JobService:
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
-        # Every lease in the store is dead: this process holds the data dir lock (datadir.py).
-        requeued, failed = self.store.recover(max_attempts=self.settings.max_crashes)
+        # SQLite: every lease in the store is dead, this process holds the data dir lock
+        # (datadir.py). A shared queue (PostgreSQL): only expired ones, others are running.
+        requeued, failed = self.store.recover(
+            max_attempts=self.settings.max_crashes, expired_only=self.store.shared
+        )
         if requeued or failed:
             logger.warning(
                 "recovered after restart: %d re-queued, %d failed", len(requeued), len(failed)

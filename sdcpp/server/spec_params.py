@@ -120,12 +120,28 @@ def worker_params(
     return params
 
 
-def plan_view(plan: Any) -> dict[str, Any]:
-    """What the job's JSON shows of the plan it ran with."""
+def plan_view(plan: Any, spec: ImageSpec | None = None) -> dict[str, Any]:
+    """What the job's JSON shows of the plan it ran with: the architecture, the main file and
+    the keyword it went as (``model`` or ``diffusion_model``), the companions by slot, the
+    context settings the architecture needs, and the recommended defaults that filled what
+    ``spec`` left out."""
+    applied: dict[str, Any] = {}
+    if spec is not None:
+        recommended = plan.defaults
+        for name in (*_DEFAULTED, "sample_method"):
+            asked = getattr(spec, "sampler" if name == "sample_method" else name)
+            value = getattr(recommended, name, None)
+            if asked is None and value is not None:
+                applied[name] = value if isinstance(value, int | float) else str(value)
     return {
         "architecture": plan.name,
         "load_as": plan.load_as,
+        "model": Path(plan.model_path).name if plan.model_path else None,
         "files": {slot: Path(path).name for slot, path in plan.files.items()},
+        "context": {
+            k: v for k, v in plan.context.items() if isinstance(v, bool | int | float | str)
+        },
+        "defaults": applied,
         "notes": list(plan.notes),
     }
 

@@ -361,22 +361,53 @@ def _visible(identity: Any, event: dict[str, Any]) -> bool:
 
 async def events_sse(request: Request) -> EventSourceResponse:
     job_filter = request.path_params.get("job_id")
-    if job_filter and request.app.state.auth.enabled:
+    if job_filter:
         job_or_404(request, job_filter)
+        return EventSourceResponse(_job_stream(request, job_filter), ping=15)
     identity = identity_of(request.scope)
 
     async def stream() -> Any:
         async with request.app.state.events.subscribe() as queue:
             while True:
                 event = await queue.get()
-                if job_filter and event["data"].get("job_id") != job_filter:
-                    continue
                 if not _visible(identity, event):
                     continue
                 # orjson: the job's final event is on its client's critical path
                 yield {"event": event["type"], "data": orjson.dumps(event["data"]).decode()}
 
     return EventSourceResponse(stream(), ping=15)
+
+
+JOB_STREAM_CHECK = 5.0  # seconds without an event before a job's stream reads the store again
+
+
+async def _job_stream(request: Request, job_id: str) -> Any:
+    """One job's events: its current state at once, then its updates; the stream ends after
+    the job's final state (at once for a job that has ended, or was deleted)."""
+    jobs = request.app.state.jobs
+
+    def current() -> dict[str, Any] | None:
+        job = jobs.store.get(job_id)
+        return None if job is None else {"type": "job_update", "data": jobs.view(job)}
+
+    # Subscribed before reading the state, so no update falls between the two.
+    async with request.app.state.events.subscribe() as queue:
+        event = current()
+        while event is not None:
+            if event["data"].get("job_id") == job_id:
+                yield {"event": event["type"], "data": orjson.dumps(event["data"]).decode()}
+                if event["type"] == "job_update" and event["data"].get("status") in FINISHED:
+                    return
+            event = None
+            while event is None:
+                try:
+                    event = await asyncio.wait_for(queue.get(), JOB_STREAM_CHECK)
+                except TimeoutError:  # the final event may have been dropped (a slow reader)
+                    latest = current()
+                    if latest is None:
+                        return  # deleted
+                    if latest["data"].get("status") in FINISHED:
+                        event = latest
 
 
 async def events_ws(websocket: WebSocket) -> None:

@@ -44,7 +44,7 @@ from ..memory import rss_mb
 from . import jobs, protocol, video
 from .engine_thread import EngineThread
 from .model_cache import ModelCache
-from .reporting import ForwardHandler, Reporter
+from .reporting import ForwardHandler, Passes, Reporter
 
 logger = logging.getLogger(__name__)
 
@@ -299,7 +299,7 @@ class Worker:
             with self._attached(job, engine):
                 images = engine.generate(
                     spec.prompt,
-                    progress=_sampling_progress(job, engine, report),
+                    progress=_sampling_progress(job, engine, _image_passes(spec, report)),
                     preview=on_preview if spec.preview else None,
                     **spec.preview_options,
                     **spec.options,
@@ -347,7 +347,9 @@ class Worker:
             with self._attached(job, engine):
                 # no preview: the engine has no preview callback for video
                 frames = engine.generate_video(
-                    spec.prompt, progress=_sampling_progress(job, engine, report), **spec.options
+                    spec.prompt,
+                    progress=_sampling_progress(job, engine, _video_passes(spec, report)),
+                    **spec.options,
                 )
             return engine, load_time, frames
 
@@ -438,16 +440,26 @@ def _failure(job_id: str, exc: Exception) -> protocol.Failed:
 
 
 def _sampling_progress(
-    job: _Job, engine: StableDiffusion, report: Reporter
+    job: _Job, engine: StableDiffusion, passes: Passes
 ) -> Callable[[Progress], None]:
     def on_progress(p: Progress) -> None:
         if job.cancel_requested.is_set():
             _native_cancel(engine)  # covers a cancel that raced the start of generation
-        report("sampling", p.step, p.total)
-        if p.total > 0 and p.step == p.total:
-            report("decoding", 0, 1, force=True)
+        passes(p.step, p.total)
 
     return on_progress
+
+
+def _image_passes(spec: jobs.ImageJob, report: Reporter) -> Passes:
+    """A batch samples each image in turn, then (hires fix) each image's second pass."""
+    hires = spec.options.get("hires")
+    on = hires is not None and str(getattr(hires, "upscaler", "")).lower() != "none"
+    return Passes(report, int(spec.options.get("batch_count") or 1), hires=on)
+
+
+def _video_passes(spec: video.VideoJob, report: Reporter) -> Passes:
+    """Wan 2.2 A14B samples twice: the high-noise expert, then the low-noise one."""
+    return Passes(report, 2 if spec.context.get("high_noise_diffusion_model") else 1)
 
 
 def _saving(report: Reporter, images: list[Image.Image]) -> Callable[[int, int], None] | None:

@@ -67,11 +67,11 @@ __all__ = [
     "exit_reason",
 ]
 
-Phase = Literal["loading", "sampling", "decoding", "saving"]
+Phase = Literal["loading", "sampling", "hires", "decoding", "saving"]
 ErrorCode = Literal["INVALID_PARAMETERS", "MODEL_NOT_FOUND", "MODEL_LOAD_FAILED", "INTERNAL_ERROR"]
 JobKind = Literal["txt2img", "img2img", "inpaint", "inpainting", "controlnet", "upscale", "video"]
 
-PHASES: tuple[str, ...] = ("loading", "sampling", "decoding", "saving")
+PHASES: tuple[str, ...] = ("loading", "sampling", "hires", "decoding", "saving")
 ERROR_CODES: tuple[str, ...] = (
     "INVALID_PARAMETERS",
     "MODEL_NOT_FOUND",

@@ -1,4 +1,5 @@
-"""What the worker sends back besides results: throttled progress and forwarded log lines."""
+"""What the worker sends back besides results: throttled progress, the engine's progress
+passes named as phases, and forwarded log lines."""
 
 from __future__ import annotations
 
@@ -34,6 +35,48 @@ class Reporter:
         self._phase, self._last = phase, now
         elapsed = now - self._started
         self._send(protocol.Progress(self._job_id, phase, step, total, elapsed))
+
+
+class Passes:
+    """Names the engine's progress passes and counts their steps per phase.
+
+    The engine's progress callback restarts at step 0 for every sampling pass: each image of
+    a batch (``sampling``), then each image's hires fix pass (``hires``); tiled VAE decoding
+    reports its tiles the same way, after them (``decoding``). Steps are reported summed over
+    the phase's passes (a batch of 2 at 20 steps: 0..40 of 40), so a phase's step never goes
+    back. Passes the count does not foresee (tiles of a pixel-space hires upscaler, previews
+    decoded with tiling) land in the next phase early; the server's fraction stays monotonic.
+    """
+
+    def __init__(self, report: Reporter, images: int = 1, hires: bool = False) -> None:
+        self._report = report
+        self._phases = [("sampling", max(1, images))]
+        if hires:
+            self._phases.append(("hires", max(1, images)))
+        self._index = 0  # into _phases; len(_phases): decoding
+        self._pass = -1  # pass within the phase
+        self._last = 0
+        self._in_pass = False
+
+    def __call__(self, step: int, total: int) -> None:
+        if not self._in_pass or step < self._last or (step == 0 and self._last > 0):
+            self._next_pass()
+        self._in_pass, self._last = True, step
+        if self._index >= len(self._phases):
+            self._report("decoding", step, total)
+            return
+        phase, passes = self._phases[self._index]
+        self._report(phase, self._pass * total + step, passes * total)
+        if step == total and self._pass == passes - 1 and self._index == len(self._phases) - 1:
+            self._report("decoding", 0, 1, force=True)  # the last pass is done
+
+    def _next_pass(self) -> None:
+        if not self._in_pass:
+            self._pass = 0
+            return
+        self._pass += 1
+        if self._index < len(self._phases) and self._pass >= self._phases[self._index][1]:
+            self._index, self._pass = self._index + 1, 0
 
 
 class ForwardHandler(logging.Handler):

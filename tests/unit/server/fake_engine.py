@@ -1,13 +1,16 @@
 """A stand-in for the engine worker client: same interface, no native code, no process.
 
-Jobs "generate" a solid-colour PNG after emitting progress events; the prompt steers failures
-("__fail__" -> failed, "__crash__" -> crashed, "__slow__" -> runs until cancelled).
+Jobs "generate" a solid-colour PNG after emitting the worker's progress phases: ``loading``
+(when the job's model is not the loaded one), ``sampling`` (steps 0..steps), ``hires`` (when
+the params ask for it), ``decoding``. The prompt steers failures ("__fail__" -> failed,
+"__crash__" -> crashed, "__slow__" -> runs until cancelled).
 Loads check the file as the worker does (``check_model_file``) and keep the loaded model when
 that fails; a finished job leaves its model loaded, as the worker's model slot does.
 """
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from pathlib import Path
@@ -84,23 +87,26 @@ class FakeEngine:
                     "code": "INTERNAL_ERROR",
                 }
             steps = int(params.get("steps") or 2)
-            for step in range(1, steps + 1 if prompt != "__slow__" else 10**6):
-                with self._lock:
-                    if job_id in self._cancelled:
-                        return {"type": "cancelled", "job_id": job_id}
-                    if self._stopped:
-                        return {"type": "crashed", "job_id": job_id, "error": "worker stopped"}
-                on_event(
-                    {
-                        "type": "progress",
-                        "job_id": job_id,
-                        "phase": "sampling",
-                        "step": min(step, steps),
-                        "total": steps,
-                        "elapsed": 0.0,
-                    }
-                )
-                time.sleep(0.01)
+            model = params.get("model") or params.get("diffusion_model")
+            if model and model != self.loaded_model:
+                for step in range(4):
+                    on_event(_progress(job_id, "loading", step, 3))
+            passes = [("sampling", steps)] + ([("hires", steps)] if params.get("hires") else [])
+            for phase, total in passes:
+                for step in range(total + 1 if prompt != "__slow__" else 10**6):
+                    with self._lock:
+                        if job_id in self._cancelled:
+                            return {"type": "cancelled", "job_id": job_id}
+                        if self._stopped:
+                            return {"type": "crashed", "job_id": job_id, "error": "worker stopped"}
+                    on_event(_progress(job_id, phase, min(step, total), total))
+                    if params.get("preview") and 0 < step <= total:  # the worker's step previews
+                        frame = Image.new("RGB", (32, 32), (step * 20 % 256, 0, 0))
+                        on_event(
+                            {"type": "preview", "job_id": job_id, "step": step, "png": _png(frame)}
+                        )
+                    time.sleep(0.01)
+            on_event(_progress(job_id, "decoding", 0, 1))
             out = Path(output_dir)
             out.mkdir(parents=True, exist_ok=True)
             names = []
@@ -113,8 +119,8 @@ class FakeEngine:
                 image.info["parameters"] = f"{prompt}\nSteps: {steps}, Seed: {i}"
                 save_png(image, out / f"image_{i}.png")
                 names.append(f"image_{i}.png")
-            if params.get("model"):
-                self.loaded_model = params["model"]
+            if model:
+                self.loaded_model = model
             return {
                 "type": "done",
                 "job_id": job_id,
@@ -127,3 +133,20 @@ class FakeEngine:
             }
         finally:
             self.state = "ready"
+
+
+def _png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _progress(job_id: str, phase: str, step: int, total: int) -> dict[str, Any]:
+    return {
+        "type": "progress",
+        "job_id": job_id,
+        "phase": phase,
+        "step": step,
+        "total": total,
+        "elapsed": 0.0,
+    }
