@@ -32,7 +32,8 @@ from .openapi import build_openapi
 from .routers import auth as auth_api
 from .routers import images, models, native, system
 from .settings import Settings
-from .store import JobStore, QueueFull
+from .store import QueueFull
+from .store_api import open_job_store
 from .webui import routes as webui_routes
 from .webui import setup as webui_setup
 
@@ -89,7 +90,7 @@ def create_app(
         state.build_time = datetime.now(UTC).isoformat(timespec="seconds")
         state.events = EventBus()
         state.auth = AuthService(settings)
-        state.store = JobStore(settings.database_path)
+        state.store = open_job_store(settings)  # SQLite, or PostgreSQL with --database
         state.registry = ModelRegistry(settings.models_path, data_dir=settings.data_dir)
         state.registry.ensure_layout()
         found = state.registry.refresh().found

@@ -41,6 +41,9 @@ class Settings:
     shutdown_grace: float = 10.0
     job_timeout: float = 0.0  # a running job silent this many seconds is killed (0: never)
     lease_seconds: float = 30.0  # a running job's lease; renewed every third of it
+    # postgresql://user:pass@host/db: the job queue in PostgreSQL (pgstore.py), shared by
+    # several processes; None: SQLite in {data_dir}/sdcpp.db (zero setup, the default)
+    database_url: str | None = None
     worker_nice: int = 5  # the engine thread's niceness: the API stays responsive under load
     # The worker's engine thread in the SCHED_IDLE class (Linux): it runs on whatever CPU
     # nothing else wants, so the API answers at once during generation. Turn off on a machine
@@ -128,6 +131,10 @@ class Settings:
             raise InvalidArgument(
                 "lease_seconds must be positive; shutdown_grace, job_timeout >= 0"
             )
+        if self.database_url is not None and not self.database_url.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise InvalidArgument("database must be a postgresql:// URL (default: SQLite)")
         if self.max_loaded_models < 1:
             raise InvalidArgument("max_loaded_models must be at least 1")
         if self.model_memory_mb < 0 or self.keep_alive < 0:
