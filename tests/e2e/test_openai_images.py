@@ -126,3 +126,75 @@ def test_errors_and_models(client: tuple[Server, openai.OpenAI]) -> None:
     assert ids and sdk.models.retrieve(ids[0]).id == ids[0]
     options = httpx.options(f"{srv.url}/v1/images/generations", timeout=10)
     assert 200 <= options.status_code < 300
+
+
+def test_open_webui_openai_engine_requests(client: tuple[Server, openai.OpenAI]) -> None:
+    """The exact requests of Open WebUI's "openai" image engine, from
+    backend/open_webui/routers/images.py of open-webui/open-webui at commit 02530d50 (after
+    the 0.7 release): ``image_generations`` posts JSON {model, prompt, n, size,
+    response_format: "b64_json", **IMAGES_OPENAI_API_PARAMS} with a Bearer key and reads
+    data[].b64_json (or fetches data[].url with the same Authorization); the model is
+    "dall-e-2" when none is configured. ``image_edits`` posts multipart: text fields model,
+    prompt, n, size, background, response_format as strings, one file as ``image`` or several
+    as ``image[]`` named <uuid>.png."""
+    srv, _ = client
+    headers = {"Authorization": "Bearer sk-open-webui", "Content-Type": "application/json"}
+    data = {
+        "model": "dall-e-2",  # Open WebUI's default when IMAGE_GENERATION_MODEL is empty
+        "prompt": "a lighthouse at dusk",
+        "n": 1,
+        "size": "64x64",
+        "response_format": "b64_json",
+        **{"steps": 1, "seed": 4},  # IMAGES_OPENAI_API_PARAMS, the admin's extra JSON
+    }
+    r = httpx.post(f"{srv.url}/v1/images/generations", json=data, headers=headers, timeout=120)
+    assert r.status_code == 200, r.text
+    image = r.json()["data"][0]
+    assert base64.b64decode(image["b64_json"])[:4] == b"\x89PNG" and "url" not in image
+    # a model matching IMAGE_URL_RESPONSE_MODELS_REGEX_PATTERN: no response_format sent
+    data.pop("response_format")
+    r = httpx.post(f"{srv.url}/v1/images/generations", json=data, headers=headers, timeout=120)
+    assert r.status_code == 200 and r.json()["data"][0]["b64_json"]
+    # a url answer is fetched with the same Authorization and must be an image/* body
+    r = httpx.post(
+        f"{srv.url}/v1/images/generations",
+        json={**data, "response_format": "url"},
+        headers=headers,
+        timeout=120,
+    )
+    fetched = httpx.get(
+        r.json()["data"][0]["url"], headers={"Authorization": headers["Authorization"]}
+    )
+    assert fetched.headers["content-type"].split("/")[0] == "image"
+
+    source = _png(Image.new("RGB", (64, 64), (10, 90, 30)))
+    fields = {"model": "dall-e-2", "prompt": "snow", "n": "1", "size": "64x64",
+              "background": "auto", "response_format": "b64_json", "steps": "1"}  # fmt: skip
+    auth = {"Authorization": "Bearer sk-open-webui"}
+    for files in (
+        [("image", ("5d2c.png", source, "image/png"))],
+        [
+            ("image[]", ("a1.png", source, "image/png")),
+            ("image[]", ("b2.png", source, "image/png")),
+        ],
+    ):
+        r = httpx.post(
+            f"{srv.url}/v1/images/edits", data=fields, files=files, headers=auth, timeout=120
+        )
+        assert r.status_code == 200, r.text
+        assert base64.b64decode(r.json()["data"][0]["b64_json"])[:4] == b"\x89PNG"
+
+
+def test_sillytavern_sdcpp_source_requests(client: tuple[Server, openai.OpenAI]) -> None:
+    """SillyTavern's ``sdcpp`` image source (src/endpoints/stable-diffusion.js, its ``sdcpp``
+    router, as shipped through the 1.13-1.18 releases): ``/ping`` sends ``OPTIONS
+    <url>/v1/images/generations`` with no credentials and needs a 2xx; ``/models`` sends ``GET
+    <url>/v1/models`` and the page lists ``data.data.map(m => ({value: m.id, text: m.name ||
+    m.id}))``. Generation itself goes to ``POST /sdapi/v1/txt2img`` (the A1111 dialect's
+    tests). Its ``openai`` source calls api.openai.com only: nothing to point at us."""
+    srv, _ = client
+    ping = httpx.request("OPTIONS", f"{srv.url}/v1/images/generations", timeout=10)
+    assert ping.is_success
+    listed = httpx.get(f"{srv.url}/v1/models", timeout=10).json()
+    choices = [{"value": m["id"], "text": m.get("name") or m["id"]} for m in listed["data"]]
+    assert choices and all(c["value"] and c["text"] for c in choices)
