@@ -90,7 +90,7 @@ async def run(request: Request, req: Txt2ImgRequest) -> tuple[Outcome, Any]:
     owner = identity_of(request.scope).job_owner
     registry = app.registry
     settings = await run_in_threadpool(
-        options.settings_for, dialect, registry, owner, req.override_settings
+        options.settings_for, dialect, registry, owner, req.override_settings, app.settings.model
     )
     req.sampler()  # unknown names: refused before anything is queued
     hires = init = mask = None

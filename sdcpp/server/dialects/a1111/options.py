@@ -69,28 +69,23 @@ def owner_key(owner: str | None) -> str:
 
 
 def current_checkpoint(
-    state: DialectState,
-    registry: ModelRegistry,
-    owner: str | None,
-    loaded: str | None,
-    default: str | None,
+    state: DialectState, registry: ModelRegistry, owner: str | None, default: str | None
 ) -> Any:
-    """The caller's checkpoint entry: chosen through /options, else the loaded one, else the
-    server's default, else the first image model; None when there is none."""
+    """The caller's checkpoint entry: chosen through /options, else the server's default
+    model, else the first image model (what the plan picks for a spec naming none); None when
+    there is none. Not "whatever is loaded now": a request's ``override_settings`` model
+    stays loaded after it, and must not become the next request's."""
     if chosen := state.checkpoints.get(owner_key(owner)):
         try:
             return registry.get(chosen, type=catalog.IMAGE_TYPES)
         except ModelNotFoundError:  # deleted since: forget the choice
             state.checkpoints.pop(owner_key(owner), None)
-    entries = registry.list(type=catalog.IMAGE_TYPES, limit=None).items
-    for entry in entries if loaded else ():
-        if loaded in (str(registry.root / entry.path), str(registry.resolve(entry.id))):
-            return entry
     if default:
         try:
             return registry.get(default, type=catalog.IMAGE_TYPES)
         except ModelNotFoundError:
             pass
+    entries = registry.list(type=catalog.IMAGE_TYPES, limit=1).items
     return entries[0] if entries else None
 
 
@@ -134,15 +129,18 @@ def settings_for(
     registry: ModelRegistry,
     owner: str | None,
     override: dict[str, Any] | None,
+    default: str | None = None,
 ) -> Settings:
     """What one request runs with: its ``override_settings`` (that request only) over the
-    caller's options. The checkpoint is None when the caller never chose one (the server's
-    default model then, as for every other dialect)."""
+    caller's options. The checkpoint is the one ``GET /options`` shows the caller
+    (``current_checkpoint``)."""
     override = checked(registry, dict(override or {}))
     merged = {**DEFAULTS, **state.options.get(owner_key(owner), {}), **override}
-    model = state.checkpoints.get(owner_key(owner))
     if name := override.get("sd_model_checkpoint"):
-        model = catalog.find_checkpoint(registry, str(name)).id
+        model: str | None = catalog.find_checkpoint(registry, str(name)).id
+    else:
+        entry = current_checkpoint(state, registry, owner, default)
+        model = entry.id if entry is not None else None
     vae = str(merged.get("sd_vae") or "")
     clip_skip = merged.get("CLIP_stop_at_last_layers")
     return Settings(

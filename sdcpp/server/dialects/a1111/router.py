@@ -77,9 +77,8 @@ async def img2img(request: Request) -> Response:
 def _current(request: Request) -> Any:
     app = request.app.state
     return options.current_checkpoint(
-        options.state_of(app), app.registry, _owner(request), app.jobs.loaded_model,
-        app.settings.model,
-    )  # fmt: skip
+        options.state_of(app), app.registry, _owner(request), app.settings.model
+    )
 
 
 async def get_options(request: Request) -> Response:
