@@ -66,6 +66,41 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve.add_argument(
         "--no-webui", dest="webui", action="store_const", const=False, help="no web UI at /ui/"
     )
+    ops = serve.add_argument_group("operations (logging, metrics, limits)")
+    ops.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error", "critical"),
+        help="server log level (default info: one access line per request); debug also "
+        "forwards the worker's and engine's own lines (seed 004: verbose=true, RUST_LOG=debug)",
+    )
+    ops.add_argument("--log-file", help="also log to this file, rotated by size")
+    ops.add_argument("--log-max-mb", type=int, help="rotate the log file at this size (10)")
+    ops.add_argument("--log-backups", type=int, help="rotated log files kept (default 5)")
+    ops.add_argument("--log-format", choices=("text", "json"), help="text (default) or JSON lines")
+    ops.add_argument(
+        "--metrics-access",
+        choices=("loopback", "public", "admin"),
+        help="who may GET /metrics: loopback (default: anyone on this machine, admins from "
+        "elsewhere), public, or admin",
+    )
+    ops.add_argument(
+        "--max-queue-per-user",
+        type=int,
+        help="queued jobs one signed-in user may have; more get 429 (default 0: no quota)",
+    )
+    ops.add_argument(
+        "--max-connections", type=int, help="open connections before 503 (default 512)"
+    )
+    ops.add_argument(
+        "--header-timeout",
+        type=float,
+        help="seconds a client has to send its request headers, else 408 (default 10)",
+    )
+    ops.add_argument(
+        "--body-timeout",
+        type=float,
+        help="seconds a client has to send its request body, else 408 (default 60)",
+    )
     serve.add_argument(
         "--database",
         dest="database_url",
@@ -78,7 +113,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..server import Settings, create_app, listen
+    from ..server import Settings, create_app, listen, logs
     from ..server.datadir import DataDirBusy, DataDirLock
 
     cli = {
@@ -104,11 +139,24 @@ def run(args: argparse.Namespace) -> int:
             "job_timeout",
             "max_crashes",
             "database_url",
+            "log_level",
+            "log_file",
+            "log_max_mb",
+            "log_backups",
+            "log_format",
+            "metrics_access",
+            "max_queue_per_user",
+            "max_connections",
+            "header_timeout",
+            "body_timeout",
             "webui",
             "webui_dir",
         )
     }
+    if getattr(args, "verbose", False):  # sdcpp -v serve
+        cli["verbose"] = True
     settings = Settings.load(cli=cli, config_file=args.config)
+    logs.configure(settings)  # one stream: API, uvicorn, worker, engine (server/logs.py)
     try:  # before the port is bound: a second server on this dir changes nothing
         data_lock = DataDirLock(settings.data_dir).acquire()
     except DataDirBusy as exc:
@@ -139,8 +187,8 @@ def run(args: argparse.Namespace) -> int:
     listen.run(
         create_app(settings, data_lock=data_lock),
         settings,
-        log_level="warning",
-        access_log=False,
+        log_level="debug" if logs.level_of(settings) <= logging.DEBUG else "warning",
+        access_log=False,  # server/logs.py writes one access line per request
         # the job drain (listen.py) has used the grace by the time uvicorn closes connections
         timeout_graceful_shutdown=1,
     )

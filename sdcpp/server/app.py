@@ -27,6 +27,9 @@ from .errors import ApiError, error_response
 from .events import EventBus
 from .generation import GenerationService
 from .jobs import JobService
+from .logs import AccessLogMiddleware, worker_level
+from .metrics import Metrics
+from .metrics import routes as metrics_routes
 from .middleware import BodyLimitMiddleware, RequestIdMiddleware
 from .openapi import build_openapi
 from .routers import auth as auth_api
@@ -44,6 +47,7 @@ def default_engine(settings: Settings) -> Any:
     from .worker.client import EngineClient
 
     env = {"SDCPP_TEST_HOOKS": "1"} if settings.test_hooks else {}
+    env["SDCPP_WORKER_LOG_LEVEL"] = worker_level(settings)  # what it forwards to our log
     worker = {
         "env": env,
         "nice": settings.worker_nice,
@@ -88,7 +92,9 @@ def create_app(
             state.data_lock.acquire()
         state.settings, state.started = settings, time.time()
         state.build_time = datetime.now(UTC).isoformat(timespec="seconds")
+        state.metrics = Metrics()  # per app: its own registry (metrics.py)
         state.events = EventBus()
+        state.events.listen(state.metrics.observe)
         state.auth = AuthService(settings)
         state.store = open_job_store(settings)  # SQLite, or PostgreSQL with --database
         state.registry = ModelRegistry(settings.models_path, data_dir=settings.data_dir)
@@ -109,6 +115,7 @@ def create_app(
         if state.auth.enabled:  # job JSON hands out signed (capability) output URLs
             state.jobs.output_url = state.auth.output_url
         state.jobs.start()
+        state.metrics.bind(state)
         state.openapi = build_openapi(
             app.routes,
             {**native.BODIES, **images.BODIES, **models.BODIES, **auth_api.BODIES},
@@ -125,9 +132,11 @@ def create_app(
 
     middleware = [
         Middleware(RequestIdMiddleware),
+        Middleware(AccessLogMiddleware),  # sees the final status, 413s included
         Middleware(
             BodyLimitMiddleware,
             max_bytes=settings.max_body_mb * 2**20,
+            body_timeout=settings.body_timeout,
             exempt=models.OWN_BODY_LIMITS,  # model uploads: gigabytes, limited by the route
         ),
     ]
@@ -154,6 +163,7 @@ def create_app(
         routes=guard_routes(
             [
                 *system.routes(),
+                *metrics_routes(),
                 *auth_api.routes(),
                 *native.routes(),
                 *images.routes(),

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from .. import errors as lib
-from .store import QueueFull
+from .store import QueueFull, QuotaExceeded
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +71,12 @@ def envelope(request: Request | None, status: int, code: str, message: str) -> d
 
 
 def queue_full(exc: QueueFull) -> ApiError:
-    """503 with Retry-After: roughly when the running job frees a slot (the store's estimate)."""
+    """503 with Retry-After: roughly when the running job frees a slot (the store's estimate);
+    a user at their own quota (``max_queue_per_user``) gets 429."""
     headers = {"Retry-After": str(exc.retry_after)}
+    if isinstance(exc, QuotaExceeded):
+        message = f"you have {exc.queued} jobs queued, the most allowed; try again later"
+        return ApiError(429, "QUEUE_QUOTA_EXCEEDED", message, headers=headers)
     return ApiError(503, "QUEUE_FULL", "the queue is full, try again later", headers=headers)
 
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 Event = dict[str, Any]  # {"type": "job_update" | "queue_update" | "system_update", "data": {...}}
 
@@ -21,8 +24,19 @@ class EventBus:
         self._lock = threading.Lock()
         self._subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[Event]]] = set()
         self._queue_size = queue_size
+        self._listeners: list[Callable[[Event], None]] = []
+
+    def listen(self, listener: Callable[[Event], None]) -> None:
+        """Call ``listener(event)`` in the publishing thread for every event (the metrics):
+        it must be quick and never block; unlike a subscriber's queue it misses nothing."""
+        self._listeners.append(listener)
 
     def publish(self, event: Event) -> None:
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:  # a listener's bug must not stop the job that published
+                logger.exception("event listener failed on a %s event", event.get("type"))
         with self._lock:
             subscribers = list(self._subscribers)
         for loop, queue in subscribers:

@@ -25,6 +25,7 @@ from typing import Any
 
 from .errors import shutting_down
 from .events import EventBus
+from .logs import job_context
 from .settings import Settings
 from .store import Job
 from .store_api import JobStoreApi
@@ -159,7 +160,12 @@ class JobService:
         if not self.accepting:
             raise shutting_down(int(self.settings.shutdown_grace) + 1)
         job = self.store.create(
-            kind, params, owner=owner, max_queue=self.settings.max_queue, job_id=job_id
+            kind,
+            params,
+            owner=owner,
+            max_queue=self.settings.max_queue,
+            job_id=job_id,
+            max_per_owner=self.settings.max_queue_per_user,
         )
         self._publish_queue()
         self._wake.set()
@@ -187,6 +193,19 @@ class JobService:
             shutil.rmtree(self.output_dir(job_id), ignore_errors=True)
             self._cleanup_inputs(job_id)
         return deleted
+
+    def readiness(self) -> list[str]:
+        """Why this server should not be sent work now (empty: ready): the worker, the
+        database, a shutdown. Blocking (a real database write)."""
+        problems = []
+        state = self.engine.state
+        if state not in ("ready", "busy"):
+            problems.append(f"the engine worker is {state}")
+        if (problem := self.store.write_problem()) is not None:
+            problems.append(problem)
+        if not self.accepting:
+            problems.append("the server is shutting down")
+        return problems
 
     def request_engine_restart(self) -> None:
         """Restart the worker between jobs (never under a running one)."""
@@ -297,7 +316,9 @@ class JobService:
                 continue
             ended: Job | None = None
             try:
-                ended = self._run(job)
+                with job_context(job.id):  # every line this job causes carries its id
+                    ended = self._run(job)
+                    _log_end(ended)
             except Exception:  # the dispatcher must survive anything a job does
                 logger.exception("job %s failed in the dispatcher", job.id)
                 ended = self.store.finish(
@@ -453,3 +474,14 @@ class JobService:
 
     def _cleanup_inputs(self, job_id: str) -> None:
         shutil.rmtree(self.input_dir(job_id), ignore_errors=True)
+
+
+def _log_end(job: Job | None) -> None:
+    """One line per finished job: failures at WARNING with their error, the rest at INFO."""
+    if job is None or job.status not in FINISHED:
+        return
+    took = (job.finished_at or 0) - (job.started_at or job.finished_at or 0)
+    if job.status == "failed":
+        logger.warning("job %s (%s) failed after %.2f s: %s", job.id, job.kind, took, job.error)
+    else:
+        logger.info("job %s (%s) %s in %.2f s", job.id, job.kind, job.status, took)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .auth.unix import with_peer_credentials
+from .connlimits import with_header_timeout
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -81,15 +82,34 @@ def _draining(base: Any, app: Any, grace: float) -> Any:
     return Draining
 
 
+def configure(app: Any, settings: Settings, **uvicorn_options: Any) -> Any:
+    """The uvicorn config, loaded, with the connection limits (``connlimits.py``): at most
+    ``max_connections`` open (503 beyond), idle keep-alive 5 s, headers within
+    ``header_timeout``; logging left to ``logs.configure`` (``log_config=None``)."""
+    import uvicorn
+
+    options = {
+        "limit_concurrency": settings.max_connections,
+        "timeout_keep_alive": 5,
+        "log_config": None,
+        **uvicorn_options,
+    }
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, **options)
+    config.load()
+    config.http_protocol_class = with_header_timeout(
+        config.http_protocol_class, settings.header_timeout
+    )
+    return config
+
+
 def run(app: Any, settings: Settings, **uvicorn_options: Any) -> None:
     import uvicorn
 
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, **uvicorn_options)
+    config = configure(app, settings, **uvicorn_options)
     server_class = _draining(uvicorn.Server, app, settings.shutdown_grace)
     if settings.uds is None:
         server_class(config).run()
         return
-    config.load()
     config.http_protocol_class = with_peer_credentials(config.http_protocol_class)
     if config.ws_protocol_class is not None:
         config.ws_protocol_class = with_peer_credentials(config.ws_protocol_class)

@@ -19,6 +19,7 @@ _SEED_ENV = {
     "host": "STABLE_DIFFUSION_HOST",
     "models_dir": "STABLE_DIFFUSION_MODELS_DIR",
     "output_dir": "STABLE_DIFFUSION_OUTPUT_DIR",
+    "verbose": "RUST_LOG",  # seed 004's debug switch: RUST_LOG=debug
 }
 
 
@@ -33,6 +34,8 @@ class Settings:
     threads: int | None = None
     cors_origins: tuple[str, ...] = ()
     max_queue: int = 100
+    # queued jobs one signed-in user may have at once (429 + Retry-After beyond; 0: no quota)
+    max_queue_per_user: int = 0
     max_body_mb: int = 50
     max_image_pixels: int = 4096 * 4096
     cancel_grace: float = 10.0
@@ -44,6 +47,23 @@ class Settings:
     # postgresql://user:pass@host/db: the job queue in PostgreSQL (pgstore.py), shared by
     # several processes; None: SQLite in {data_dir}/sdcpp.db (zero setup, the default)
     database_url: str | None = None
+    # logging (server/logs.py): level, seed 004's verbose (= debug), rotated file, JSON lines
+    log_level: str = "info"
+    verbose: bool = False
+    log_file: Path | None = None
+    log_max_mb: int = 10  # the log file rotates at this size ...
+    log_backups: int = 5  # ... keeping this many old files
+    log_format: str = "text"  # or "json": one JSON object per line
+    # GET /metrics: "loopback" (public to loopback clients, admins from elsewhere), "public",
+    # "admin"
+    metrics_access: str = "loopback"
+    # slow or too many clients (server/listen.py, middleware.py): seconds a connection may take
+    # to send its request headers, and its whole body; open connections before 503; seconds
+    # an event stream may wait on a client that does not read
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    max_connections: int = 512
+    sse_send_timeout: float = 30.0
     worker_nice: int = 5  # the engine thread's niceness: the API stays responsive under load
     # The worker's engine thread in the SCHED_IDLE class (Linux): it runs on whatever CPU
     # nothing else wants, so the API answers at once during generation. Turn off on a machine
@@ -127,6 +147,18 @@ class Settings:
             raise InvalidArgument(f"port must be 1-65535, got {self.port}")
         if self.max_queue < 1:
             raise InvalidArgument("max_queue must be at least 1")
+        if self.max_queue_per_user < 0:
+            raise InvalidArgument("max_queue_per_user cannot be negative (0: no quota)")
+        if self.log_level not in LOG_LEVELS or self.log_format not in ("text", "json"):
+            raise InvalidArgument(
+                f"log_level must be one of {', '.join(LOG_LEVELS)}; log_format text or json"
+            )
+        if self.metrics_access not in ("loopback", "public", "admin"):
+            raise InvalidArgument("metrics_access must be loopback, public or admin")
+        if min(self.header_timeout, self.body_timeout, self.sse_send_timeout) <= 0:
+            raise InvalidArgument("header_timeout, body_timeout, sse_send_timeout must be > 0")
+        if self.max_connections < 1 or self.log_max_mb < 1 or self.log_backups < 0:
+            raise InvalidArgument("max_connections, log_max_mb >= 1; log_backups >= 0")
         if self.lease_seconds <= 0 or self.shutdown_grace < 0 or self.job_timeout < 0:
             raise InvalidArgument(
                 "lease_seconds must be positive; shutdown_grace, job_timeout >= 0"
@@ -153,6 +185,7 @@ class Settings:
 
 
 AUTH_METHODS = ("none", "optional", "jwt", "api-key", "pam", "unix")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 def auth_methods(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -191,6 +224,13 @@ def _convert(name: str, raw: Any, default: Any) -> Any:
         return Path(raw).expanduser()
     if name == "auth":
         return auth_methods(raw)
+    if name == "log_file":
+        return Path(raw).expanduser()
+    if name in ("log_level", "log_format", "metrics_access"):
+        text = str(raw).strip().lower()
+        return {"warn": "warning", "trace": "debug"}.get(text, text)
+    if name == "verbose" and isinstance(raw, str):  # seed 004: RUST_LOG=debug
+        return raw.strip().lower() in ("1", "true", "yes", "on", "debug", "trace")
     if name == "keep_alive":
         return _seconds(name, raw)
     if name == "cors_origins":

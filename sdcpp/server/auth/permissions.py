@@ -4,6 +4,10 @@
     guest   anyone under ``--auth optional``, otherwise a signed-in user
     user    a signed-in user
     admin   an admin
+    loopback  public to clients on this machine (loopback, the unix socket), admin otherwise
+
+A rule may name a setting that chooses its level per server: ``/metrics`` follows
+``--metrics-access`` (``loopback``, ``public`` or ``admin``).
 
 ``owned`` marks routes that act on one job (or key): the router answers 404 — not 403 — to
 anyone but its owner and admins, so job ids can't be probed. Output downloads are public *and*
@@ -17,6 +21,7 @@ is missing. The checks run after the auth middleware has put the identity in the
 from __future__ import annotations
 
 import enum
+import ipaddress
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +30,7 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .identity import ROLE_RANK, identity_of
+from .unix import SCOPE_KEY as PEER_CREDENTIALS
 
 logger = logging.getLogger(__name__)
 
@@ -34,15 +40,18 @@ class Access(enum.Enum):
     GUEST = "guest"
     USER = "user"
     ADMIN = "admin"
+    LOOPBACK = "loopback"
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
     access: Access
     owned: bool = False
+    setting: str | None = None  # a Settings field holding this route's access level
 
 
-PUBLIC, GUEST, USER, ADMIN = (Rule(a) for a in Access)
+PUBLIC, GUEST, USER, ADMIN, LOOPBACK = (Rule(a) for a in Access)
+METRICS = Rule(Access.LOOPBACK, setting="metrics_access")
 OWNED = Rule(Access.USER, owned=True)
 CAPABILITY = Rule(Access.PUBLIC, owned=True)
 
@@ -63,6 +72,8 @@ RULES: dict[str, Rule | dict[str, Rule]] = {
     "/health": PUBLIC,
     "/api/status": PUBLIC,
     "/readyz": PUBLIC,
+    "/livez": PUBLIC,
+    "/metrics": METRICS,
     "/api/version": PUBLIC,
     "/openapi.json": PUBLIC,
     "/docs": PUBLIC,
@@ -169,9 +180,12 @@ def access_of(path: str, method: str) -> dict[str, Any]:
     return fields
 
 
-def allowed(access: Access, role: str, guests_allowed: bool) -> bool:
-    if access is Access.PUBLIC:
+def allowed(access: Access, role: str, guests_allowed: bool, local: bool = False) -> bool:
+    """``local``: the client is on this machine (for ``LOOPBACK``)."""
+    if access is Access.PUBLIC or (access is Access.LOOPBACK and local):
         return True
+    if access is Access.LOOPBACK:
+        access = Access.ADMIN
     if access is Access.GUEST:
         return guests_allowed or ROLE_RANK[role] >= ROLE_RANK["user"]
     return ROLE_RANK[role] >= ROLE_RANK[access.value]
@@ -188,13 +202,18 @@ class Guard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         from ..errors import ApiError
 
+        scope["sdcpp.route"] = self.route_path  # the route template, for logs and metrics
         method = scope.get("method", "GET")
         declared = self.rules.get(method) or self.rules.get("GET")
         rule = declared or rule_for(self.route_path, method) or _UNDECLARED
         identity = identity_of(scope)
-        auth = getattr(scope["app"].state, "auth", None)
+        state = scope["app"].state
+        auth = getattr(state, "auth", None)
         guests_allowed = bool(auth is not None and auth.guests_allowed)
-        if not allowed(rule.access, identity.role, guests_allowed):
+        access = rule.access
+        if rule.setting is not None and hasattr(state, "settings"):
+            access = Access(getattr(state.settings, rule.setting))
+        if not allowed(access, identity.role, guests_allowed, is_local(scope)):
             error = scope.get("auth_error")
             if error is not None:
                 raise_or_close = ApiError(401, "INVALID_CREDENTIALS", error, _CHALLENGE)
@@ -204,7 +223,7 @@ class Guard:
                 )
             else:
                 raise_or_close = ApiError(
-                    403, "INSUFFICIENT_PERMISSIONS", f"this needs the {rule.access.value} role"
+                    403, "INSUFFICIENT_PERMISSIONS", f"this needs the {_role(access)} role"
                 )
             if scope["type"] == "websocket":
                 # close before accept: the server answers the handshake with 403
@@ -215,6 +234,25 @@ class Guard:
 
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="sdcpp"'}
+
+
+def _role(access: Access) -> str:
+    return "admin" if access is Access.LOOPBACK else access.value
+
+
+def is_local(scope: Scope) -> bool:
+    """The client is on this machine: a loopback address (after uvicorn's proxy-header
+    handling, so a request a local proxy forwards counts as its real client), or the unix
+    socket (no client address)."""
+    if scope.get(PEER_CREDENTIALS) is not None:
+        return True
+    client = scope.get("client")
+    if not client or not client[0]:
+        return False
+    try:
+        return ipaddress.ip_address(client[0]).is_loopback
+    except ValueError:
+        return False
 
 
 def guard_routes(routes: list[BaseRoute]) -> list[BaseRoute]:

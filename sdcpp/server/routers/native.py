@@ -375,7 +375,9 @@ async def events_sse(request: Request) -> EventSourceResponse:
                 # orjson: the job's final event is on its client's critical path
                 yield {"event": event["type"], "data": orjson.dumps(event["data"]).decode()}
 
-    return EventSourceResponse(stream(), ping=15)
+    # a client that stops reading is dropped once a send has waited this long (bounded buffers)
+    send_timeout = request.app.state.settings.sse_send_timeout
+    return EventSourceResponse(stream(), ping=15, send_timeout=send_timeout)
 
 
 JOB_STREAM_CHECK = 5.0  # seconds without an event before a job's stream reads the store again

@@ -58,10 +58,12 @@ async def status(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    ready = request.app.state.engine.state in ("ready", "busy")
+    """Ready for work: the worker is up, the database takes writes, no shutdown is under way;
+    otherwise 503 with the reasons."""
+    problems = await run_in_threadpool(request.app.state.jobs.readiness)
     return JSONResponse(
-        {"ready": ready, "worker": request.app.state.engine.state},
-        status_code=200 if ready else 503,
+        {"ready": not problems, "worker": request.app.state.engine.state, "reasons": problems},
+        status_code=503 if problems else 200,
     )
 
 

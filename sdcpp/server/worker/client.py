@@ -32,7 +32,13 @@ Event = dict[str, Any]
 OnEvent = Callable[[Event], None]
 State = Literal["starting", "ready", "busy", "restarting", "stopped"]
 
-_LOG_LEVELS = {"warning": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL}
+_LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
 
 __all__ = ["EngineClient", "Event", "WorkerError", "WorkerStartError", "WorkerStopped"]
 
@@ -441,5 +447,10 @@ class EngineClient:
             self._state = state
 
     def _log(self, message: protocol.Log) -> None:
+        """A forwarded worker record, in the server's stream: tagged ``source`` (``engine``
+        for the engine's own lines) and ``worker_pid``; the job id comes from the dispatcher's
+        context (``logs.job_context``) when a job is running."""
         level = _LOG_LEVELS.get(message.level, logging.WARNING)
-        logger.log(level, "worker pid %s: %s", self._pid, message.text)
+        source = "engine" if message.text.startswith("sdcpp.native:") else "worker"
+        extra = {"source": source, "worker_pid": self._pid}
+        logger.log(level, "worker pid %s: %s", self._pid, message.text, extra=extra)

@@ -116,9 +116,13 @@ class Worker:
     def serve(self) -> None:
         handler = ForwardHandler(self.send)
         handler.addFilter(self._forwardable)
+        # the server's --log-level decides: warnings and worse, or everything (server/logs.py)
+        level = logging.getLevelName(os.environ.get("SDCPP_WORKER_LOG_LEVEL", "WARNING").upper())
+        level = level if isinstance(level, int) else logging.WARNING
+        handler.setLevel(level)
         root = logging.getLogger()
         root.addHandler(handler)
-        root.setLevel(logging.WARNING)
+        root.setLevel(level)
         threading.Thread(target=self._receive, name="sdcpp-worker-receiver", daemon=True).start()
         self.send(protocol.Ready(pid=os.getpid()))
         try:

@@ -169,7 +169,7 @@ class Preview(Message):
 @dataclass(frozen=True, slots=True)
 class Log(Message):
     TYPE: ClassVar[str] = "log"
-    level: str  # "warning" | "error" | "critical"
+    level: str  # "debug" ... "critical": what the server asked for (SDCPP_WORKER_LOG_LEVEL)
     text: str
 
 
