@@ -20,6 +20,7 @@ from ..registry import ModelRegistry
 from .auth import AuthMiddleware, AuthService, guard_routes
 from .auth.permissions import access_of
 from .datadir import DataDirLock
+from .dialects.a1111 import router as a1111_api
 from .dialects.diffusionapi import router as diffusionapi
 from .dialects.lightdiffusion import router as lightdiffusion
 from .dialects.openai import router as openai_api
@@ -169,6 +170,7 @@ def create_app(
                 *images.routes(),
                 *models.routes(),
                 *openai_api.routes(),
+                *a1111_api.routes(),
                 *diffusionapi.routes(),
                 *lightdiffusion.routes(),
                 *(webui_routes() if webui is not None else []),

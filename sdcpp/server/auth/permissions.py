@@ -55,6 +55,12 @@ METRICS = Rule(Access.LOOPBACK, setting="metrics_access")
 OWNED = Rule(Access.USER, owned=True)
 CAPABILITY = Rule(Access.PUBLIC, owned=True)
 
+_A1111_ROUTES = (
+    "txt2img", "img2img", "options", "progress", "interrupt", "skip", "sd-models", "sd-vae",
+    "loras", "upscalers", "embeddings", "samplers", "schedulers", "latent-upscale-modes",
+    "scripts", "refresh-checkpoints", "refresh-loras", "memory", "cmd-flags", "png-info",
+    "extra-single-image", "extra-batch-images",
+)  # fmt: skip
 # route path (as written in the router) -> rule, or {METHOD: rule} where methods differ
 RULES: dict[str, Rule | dict[str, Rule]] = {
     # system
@@ -145,6 +151,9 @@ RULES: dict[str, Rule | dict[str, Rule]] = {
     "/v1/models": GUEST,
     "/v1/models/{model_id:path}": GUEST,
     "/v1/{rest:path}": PUBLIC,  # OPTIONS preflights
+    # AUTOMATIC1111 dialect (dialects/a1111): /options and the lists are per user, loads
+    # included (a job naming a model loads it too); the refreshes only rescan the models dir
+    **{f"/sdapi/v1/{name}": USER for name in _A1111_ROUTES},
     # the web UI's static files (server/webui.py): the page signs in through /api/auth
     "/": PUBLIC,
     "/ui": PUBLIC,

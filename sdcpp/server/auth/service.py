@@ -9,6 +9,9 @@ Methods (``--auth``, comma-separated):
     pam       logins checked by PAM (``--pam-service``), answered with a JWT
     unix      the peer's uid on the ``--uds`` socket; ``X-Unix-User`` only narrows it
 
+On the A1111 dialect's routes (``/sdapi/``), ``Authorization: Basic`` with a local user's name
+and password counts too (when ``jwt`` logins are on), as AUTOMATIC1111's ``--api-auth`` does.
+
 Any method but ``none`` accepts this server's JWTs (the login of ``jwt``, ``pam`` or ``unix``
 issues them). Exactly one credential counts per request: ``Authorization``, else ``X-API-Key``,
 else the socket peer, else the web UI's session cookie (``session.py``: CSRF rules).
@@ -17,6 +20,9 @@ Credentials in the query string are never read.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -37,6 +43,17 @@ from .tokens import InvalidToken, TokenIssuer, looks_like_jwt
 from .unix import SCOPE_KEY, PeerCredentials
 
 logger = logging.getLogger(__name__)
+
+# A verified HTTP Basic pair is trusted again for this long (while the password is unchanged)
+BASIC_CACHE_SECONDS = 300.0
+BASIC_CACHE_SIZE = 10_000
+# HTTP Basic is the A1111 dialect's scheme: accepted on its routes only
+BASIC_PREFIX = "/sdapi/"
+
+
+def _basic_allowed(scope: dict[str, Any]) -> bool:
+    return str(scope.get("path", "")).startswith(BASIC_PREFIX)
+
 
 # last_used_at is written at most this often per key: a busy client must not turn every request
 # into a database write
@@ -69,6 +86,7 @@ class AuthService:
             settings.login_max_failures_ip, settings.login_window, settings.login_lockout
         )
         self._touched: dict[str, float] = {}
+        self._basic: dict[bytes, tuple[str | None, float]] = {}  # Basic pair digest -> hash, expiry
         if not self.enabled:
             return  # mode none writes nothing: no secret, no tables
         self.store = AuthStore(settings.database_path)
@@ -92,16 +110,20 @@ class AuthService:
 
     # -- who is asking -----------------------------------------------------------------------
     def resolve(self, scope: dict[str, Any]) -> Resolved:
-        """The identity behind a request's credentials. Synchronous: a few indexed reads."""
+        """The identity behind a request's credentials. Synchronous: a few indexed reads (and,
+        the first time an HTTP Basic pair is seen, one password check)."""
         if not self.enabled:
             return Resolved(NO_AUTH)
         headers = dict(scope.get("headers") or [])
         authorization = headers.get(b"authorization", b"").decode("latin-1").strip()
         api_key = headers.get(b"x-api-key", b"").decode("latin-1").strip()
         try:
-            if authorization:
-                scheme, _, value = authorization.partition(" ")
-                value = value.strip()
+            scheme, _, value = authorization.partition(" ")
+            value = value.strip()
+            basic = scheme.lower() == "basic" and _basic_allowed(scope)
+            if basic and value:  # an empty "Basic " (clients with no password set): none
+                return Resolved(self._from_basic(value, scope))
+            if authorization and not basic:
                 if scheme.lower() != "bearer" or not value:
                     raise AuthFailure("use 'Authorization: Bearer <token or API key>'")
                 if looks_like_jwt(value):
@@ -120,6 +142,41 @@ class AuthService:
         except AuthFailure as exc:
             return Resolved(None, str(exc))
         return Resolved(GUEST if self.guests_allowed else None)
+
+    def _from_basic(self, value: str, scope: dict[str, Any]) -> Identity:
+        """HTTP Basic (the A1111 dialect's scheme): a local user's name and password, checked
+        as a login is (same hash, same lockouts). A verified pair is remembered (as a digest)
+        for ``BASIC_CACHE_SECONDS`` while the user's password hash is unchanged, so a client
+        sending it with every request does not pay an Argon2 check each time."""
+        assert self.store is not None
+        try:
+            username, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise AuthFailure("malformed Basic credentials") from None
+        if not sep or "jwt" not in self.methods:
+            raise AuthFailure("Basic credentials need a local user (user:password)")
+        client = scope.get("client") or ("", 0)
+        user_key, ip_key = f"user:{username}", f"ip:{client[0]}"
+        wait = max(self.limiter_user.retry_after(user_key), self.limiter_ip.retry_after(ip_key))
+        if wait:
+            raise AuthFailure(f"too many failed logins; try again in {wait} s")
+        digest = hashlib.sha256(f"{username}\0{password}".encode()).digest()
+        user = self.store.user_by_name(username) if USERNAME.fullmatch(username) else None
+        known = user.password_hash if user is not None else None
+        cached = self._basic.get(digest)
+        if cached is not None and cached[0] == known and cached[1] > time.monotonic():
+            ok = True
+        else:  # an unknown user still costs a check (no user enumeration)
+            ok = verify_password(known, password) and known is not None
+        if not ok or user is None or not user.active:
+            self.limiter_user.fail(user_key)
+            self.limiter_ip.fail(ip_key)
+            raise AuthFailure("invalid username or password")
+        self.limiter_user.succeed(user_key)
+        if len(self._basic) >= BASIC_CACHE_SIZE:
+            self._basic.clear()
+        self._basic[digest] = (known, time.monotonic() + BASIC_CACHE_SECONDS)
+        return Identity(user.id, user.username, user.role, "basic")
 
     def _active_user(self, user: User | None) -> User:
         if user is None or not user.active:
