@@ -78,13 +78,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from ..server.auth.store import AuthStore
+    from ..server.auth.store import open_auth_store
     from ..server.settings import Settings
 
     settings = Settings.load(cli={"data_dir": args.data_dir})
     if not settings.data_dir.is_dir():
         raise InvalidArgument(f"no data dir at {settings.data_dir} (use --data-dir)")
-    return AuthStore(settings.database_path)
+    return open_auth_store(settings)  # SDCPP_DATABASE_URL: the accounts in PostgreSQL
 
 
 def _password(args: argparse.Namespace) -> str:

@@ -31,13 +31,14 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SdcppError
+from .auth.store import AuthQueries
 from .sqlite import Cursor, SqlStore
 from .store import JobQueries
 
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["DatabaseUnavailable", "PgJobStore", "PgStore", "check_url", "redact"]
+__all__ = ["DatabaseUnavailable", "PgAuthStore", "PgJobStore", "PgStore", "check_url", "redact"]
 
 # One function keeps job_counts (store.py's COUNT_TRIGGERS, as plpgsql). The two rows of a
 # transition are touched in "C" collation order of their status: every transaction takes the
@@ -202,6 +203,12 @@ class PgStore(SqlStore):
             with conn.transaction(), conn.cursor() as cur:
                 yield _PgCursor(cur)
 
+    def _serialize(self, cur: Cursor) -> None:
+        # What SQLite's BEGIN IMMEDIATE gives: one such transaction at a time (schema upgrades,
+        # create's queue check and MAX(seq) + 1, a new user). Per schema: two sdcpp instances in
+        # one database (search_path) do not wait on each other.
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext('sdcpp:' || current_schema()))")
+
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         with self._lock, self._connection().cursor() as cur:
             _PgCursor(cur).execute(sql, args)
@@ -232,13 +239,14 @@ class PgJobStore(JobQueries, PgStore):
         self._decoded = {}
         super().__init__(url, clock=clock, connect_timeout=connect_timeout)
 
-    def _serialize(self, cur: Cursor) -> None:
-        # Per schema: two sdcpp queues in one database (search_path) do not wait on each other.
-        cur.execute("SELECT pg_advisory_xact_lock(hashtext('sdcpp.jobs:' || current_schema()))")
-
     def _columns(self, cur: Cursor) -> set[str]:
         rows = cur.execute(
             "SELECT column_name FROM information_schema.columns "
             "WHERE table_schema = current_schema() AND table_name = 'jobs'"
         ).fetchall()
         return {row[0] for row in rows}
+
+
+class PgAuthStore(AuthQueries, PgStore):
+    """Users, API keys and revoked token ids beside the PostgreSQL job queue: every API process
+    on the database sees the same accounts, and a revocation anywhere holds everywhere."""

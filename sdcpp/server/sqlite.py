@@ -68,6 +68,10 @@ class SqlStore:
     def _prepare(self) -> None:
         """Connection settings, before any table is touched."""
 
+    def _serialize(self, cur: Cursor) -> None:
+        """Make this transaction exclusive among those that call this (schema upgrades,
+        inserts that check first); SQLite's BEGIN IMMEDIATE already does."""
+
     def _migrate(self) -> None:
         """Create or upgrade this store's tables (in a ``_write()`` transaction)."""
         raise NotImplementedError

@@ -226,10 +226,6 @@ class JobQueries(SqlStore):
     _LOCK_ROWS = ""
     _LOCK_ROW = ""  # the same for a read-then-update of one job
 
-    def _serialize(self, cur: Cursor) -> None:
-        """Make this transaction exclusive among those that call this (schema upgrades,
-        ``create``'s queue length check and ``MAX(seq) + 1``); BEGIN IMMEDIATE on SQLite."""
-
     def _columns(self, cur: Cursor) -> set[str]:
         """Column names of the jobs table."""
         raise NotImplementedError

@@ -38,7 +38,7 @@ from .limiter import FailureLimiter
 from .pam_backend import PamBackend, groups_of
 from .passwords import verify_password
 from .secret import derive_key, load_or_create_secret
-from .store import USERNAME, AuthStore, User
+from .store import USERNAME, AuthQueries, User, open_auth_store
 from .tokens import InvalidToken, TokenIssuer, looks_like_jwt
 from .unix import SCOPE_KEY, PeerCredentials
 
@@ -75,7 +75,7 @@ class AuthService:
         self.settings = settings
         self.methods = settings.auth_methods
         self.enabled = self.methods != ("none",)
-        self.store: AuthStore | None = None
+        self.store: AuthQueries | None = None
         self.tokens: TokenIssuer | None = None
         self.signer: OutputSigner | None = None
         self.pam: PamBackend | None = None
@@ -89,7 +89,7 @@ class AuthService:
         self._basic: dict[bytes, tuple[str | None, float]] = {}  # Basic pair digest -> hash, expiry
         if not self.enabled:
             return  # mode none writes nothing: no secret, no tables
-        self.store = AuthStore(settings.database_path)
+        self.store = open_auth_store(settings)  # beside the jobs: SQLite or PostgreSQL
         secret = load_or_create_secret(settings.data_dir)
         self.tokens = TokenIssuer(
             derive_key(secret, "jwt"), settings.token_lifetime, leeway=settings.token_leeway

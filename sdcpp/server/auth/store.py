@@ -15,10 +15,13 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import InvalidArgument
-from ..sqlite import SqliteStore
+from ..sqlite import SqliteStore, SqlStore
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 ROLES = ("user", "admin")  # stored roles; "guest" is what an anonymous request gets
 SOURCES = ("local", "pam", "unix")
@@ -133,13 +136,15 @@ def check_role(role: str) -> str:
     return role
 
 
-class AuthStore(SqliteStore):
-    """Users, API keys and revoked token ids, in the job store's database file."""
+class AuthQueries(SqlStore):
+    """Users, API keys and revoked token ids, in the job store's database: the queries, for
+    SQLite (``AuthStore``) and PostgreSQL (``pgstore.PgAuthStore``) alike."""
 
     NAME = "auth store"
 
     def _migrate(self) -> None:
         with self._write() as cur:
+            self._serialize(cur)
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     cur.execute(statement)
@@ -165,6 +170,7 @@ class AuthStore(SqliteStore):
         now = self._clock()
         user_id = uuid.uuid4().hex
         with self._write() as cur:
+            self._serialize(cur)  # the check and the insert as one step on PostgreSQL too
             if cur.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone():
                 raise UserExists(f"user {username!r} exists already")
             cur.execute(
@@ -301,3 +307,17 @@ class AuthStore(SqliteStore):
 
     def is_revoked(self, jti: str) -> bool:
         return bool(self._read("SELECT 1 FROM revoked_tokens WHERE jti = ?", (jti,)))
+
+
+class AuthStore(AuthQueries, SqliteStore):
+    """The auth tables in the server's SQLite file (``sdcpp.db``, beside the jobs)."""
+
+
+def open_auth_store(settings: Settings) -> AuthQueries:
+    """Beside the job queue: PostgreSQL with ``database_url`` (users, keys and revocations
+    shared by every API process on it), else the SQLite file in the data dir."""
+    if settings.database_url:
+        from ..pgstore import PgAuthStore
+
+        return PgAuthStore(settings.database_url)
+    return AuthStore(settings.database_path)

@@ -20,7 +20,7 @@ from ..auth.identity import Identity, identity_of
 from ..auth.pam_backend import PamBusy
 from ..auth.passwords import check_password
 from ..auth.service import AuthFailure, AuthService, Locked
-from ..auth.store import AuthStore, UnknownUser, UserExists
+from ..auth.store import AuthQueries, UnknownUser, UserExists
 from ..errors import ApiError
 from ..schemas.auth import KeyCreate, LoginRequest, UserCreate, UserUpdate
 from .native import body
@@ -33,7 +33,7 @@ def _service(request: Request) -> AuthService:
     return request.app.state.auth  # type: ignore[no-any-return]
 
 
-def _store(request: Request) -> AuthStore:
+def _store(request: Request) -> AuthQueries:
     store = _service(request).store
     if store is None:
         raise ApiError(

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from store_backends import Clock, OpenStore, RawSql
 
+from sdcpp.server.auth.store import AuthQueries, AuthStore
 from sdcpp.server.store import JobQueries, JobStore
 
 
@@ -43,6 +44,25 @@ def open_store(database: Path | str, clock: Clock) -> Iterator[OpenStore]:
             from sdcpp.server.pgstore import PgJobStore
 
             opened.append(PgJobStore(database, clock=when))
+        return opened[-1]
+
+    yield open_
+    for s in opened:
+        s.close()
+
+
+@pytest.fixture
+def open_auth(database: Path | str) -> Iterator[Callable[[], AuthQueries]]:
+    """Opens one more auth store (users, keys, revocations) on the test's database."""
+    opened: list[AuthQueries] = []
+
+    def open_() -> AuthQueries:
+        if isinstance(database, Path):
+            opened.append(AuthStore(database))
+        else:
+            from sdcpp.server.pgstore import PgAuthStore
+
+            opened.append(PgAuthStore(database))
         return opened[-1]
 
     yield open_

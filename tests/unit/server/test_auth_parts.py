@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import stat
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jwt
@@ -18,14 +21,15 @@ from sdcpp.server.auth.capability import OutputSigner
 from sdcpp.server.auth.limiter import FailureLimiter
 from sdcpp.server.auth.passwords import hash_password, verify_password
 from sdcpp.server.auth.secret import derive_key, load_or_create_secret
-from sdcpp.server.auth.store import AuthStore, UnknownUser, UserExists
+from sdcpp.server.auth.store import AuthQueries, UnknownUser, UserExists
 from sdcpp.server.auth.tokens import InvalidToken, TokenIssuer
 
 KEY = b"k" * 64
 
 
-def test_store_users_keys_and_revocations(tmp_path: Path) -> None:
-    with AuthStore(tmp_path / "sdcpp.db") as store:
+def test_store_users_keys_and_revocations(open_auth: Callable[[], AuthQueries]) -> None:
+    # on SQLite and PostgreSQL (tests/unit/server/conftest.py)
+    with open_auth() as store:
         alice = store.add_user("alice", role="admin", password_hash="h")
         assert store.user_by_name("alice") == alice and alice.role == "admin"
         with pytest.raises(UserExists):
@@ -51,10 +55,25 @@ def test_store_users_keys_and_revocations(tmp_path: Path) -> None:
         assert "password_hash" not in alice.public()
 
 
-def test_a_second_process_sees_the_same_rows(tmp_path: Path) -> None:
-    with AuthStore(tmp_path / "sdcpp.db") as a, AuthStore(tmp_path / "sdcpp.db") as b:
+def test_a_second_process_sees_the_same_rows(open_auth: Callable[[], AuthQueries]) -> None:
+    with open_auth() as a, open_auth() as b:
         a.add_user("carol")
         assert b.user_by_name("carol") is not None
+        # two processes adding the same name at once: one row, and UserExists for the other
+        made = []
+        barrier = threading.Barrier(2)
+
+        def add(store: AuthQueries) -> None:
+            barrier.wait()
+            with contextlib.suppress(UserExists):
+                made.append(store.add_user("dave"))
+
+        threads = [threading.Thread(target=add, args=(s,)) for s in (a, b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert len(made) == 1 and b.ensure_user("dave", role="user", source="unix") == made[0]
 
 
 def test_passwords_argon2() -> None:
