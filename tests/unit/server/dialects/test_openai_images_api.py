@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -344,3 +345,58 @@ def test_auth_off_accepts_any_key(client: TestClient) -> None:
     for headers in ({"Authorization": "Bearer anything"}, {"Authorization": "junk"}, {}):
         r = client.post("/v1/images/generations", json={"prompt": "x"}, headers=headers)
         assert r.status_code == 200, (headers, r.text)
+
+
+def test_more_fields_scheduler_loras_url_and_echoes(client: TestClient, engine: Recorder) -> None:
+    loras = client.app.state.registry.root / "loras"  # type: ignore[attr-defined]
+    loras.mkdir(exist_ok=True)
+    _safetensors.save(loras / "ink.safetensors", {"x": np.zeros(2, np.float16)})
+    body = {"prompt": "x", "scheduler": "karras", "response_format": "url",
+            "safety_identifier": "hashed-1", "loras": [{"name": "ink", "weight": 0.5}]}  # fmt: skip
+    r = client.post("/v1/images/generations", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["safety_identifier"] == "hashed-1" and r.json()["quality"] == "auto"
+    assert client.get(r.json()["data"][0]["url"]).content[:4] == b"\x89PNG"
+    params = last_params(engine)
+    assert params["scheduler"] == "karras" and params["loras"][0]["multiplier"] == 0.5
+    files = [("image", ("in.png", png(), "image/png"))]
+    form = {"prompt": "x", "input_fidelity": "high", "loras": json.dumps([{"name": "ink"}])}
+    r = client.post("/v1/images/edits", files=files, data=form)
+    assert r.status_code == 200, r.text
+    assert last_params(engine)["loras"][0]["path"].endswith("ink.safetensors")
+    r = client.post("/v1/images/edits", files=files, data={**form, "input_fidelity": "max"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "input_fidelity"
+
+
+def test_stream_client_leaving_cancels_the_job(client: TestClient) -> None:
+    body = json.dumps({"prompt": "__slow__", "stream": True, "partial_images": 1}).encode()
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/v1/images/generations", "raw_path": b"/v1/images/generations",
+        "query_string": b"", "root_path": "", "client": ("127.0.0.1", 5), "server": ("t", 80),
+        "headers": [(b"host", b"t"), (b"content-type", b"application/json")],
+    }  # fmt: skip
+    status: list[int] = []
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        import anyio
+
+        await anyio.sleep(0.5)  # the client reads a little, then goes away
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+
+    client.portal.call(client.app, scope, receive, send)  # type: ignore[union-attr]
+    assert status == [200]
+    store = client.app.state.jobs.store  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 10
+    while (job := store.list(limit=1)[0]).status != "cancelled":
+        assert time.monotonic() < deadline, job.status
+        time.sleep(0.05)
