@@ -148,6 +148,8 @@ RULES: dict[str, Rule | dict[str, Rule]] = {
     "/api/image/download": USER,
     # OpenAI Images dialect (dialects/openai)
     "/v1/images/generations": USER,
+    "/v1/images/edits": USER,
+    "/v1/images/variations": USER,
     "/v1/models": GUEST,
     "/v1/models/{model_id:path}": GUEST,
     "/v1/{rest:path}": PUBLIC,  # OPTIONS preflights
