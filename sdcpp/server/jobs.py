@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +82,8 @@ class JobService:
         self.events = events
         self.runners = dict(runners or {})  # job kind -> runner; every other kind: the engine
         self.live: dict[str, LiveState] = {}
+        # job id -> called (step, png) on the dispatcher thread for each preview of that job
+        self.preview_watchers: dict[str, Callable[[int, bytes], None]] = {}
         self.current: str | None = None
         self.current_kind: str | None = None
         self.accepting = True
@@ -449,6 +451,9 @@ class JobService:
             self._publish_view(job)
         elif event.get("type") == "preview":
             live.preview = event.get("png")
+            # a client streaming this job's partial images (the OpenAI dialect's SSE)
+            if (watch := self.preview_watchers.get(job.id)) is not None and live.preview:
+                watch(int(event.get("step", 0)), live.preview)
 
     def _publish_job(self, job_id: str) -> None:
         job = self.store.get(job_id)
