@@ -19,10 +19,12 @@ from PIL import Image
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
 
 from .... import __version__
 from ....parameters import read_parameters
 from ....registry.errors import ModelNotFoundError
+from ...auth.permissions import Guard
 from ...errors import EXCEPTION_TABLE, ApiError
 from ...store import QueueFull
 from .samplers import UnknownSampler
@@ -69,6 +71,23 @@ def error_response(exc: Exception) -> JSONResponse:
     body = {"error": "HTTPException", "detail": message, "body": "",
             "errors": f"{status}: {message}"}  # fmt: skip
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+class A1111Guard(Guard):
+    """The route's access guard, its 401/403 in A1111's envelope; a 401 asks for Basic
+    credentials, as A1111's ``--api-auth`` does. (The handlers answer their own errors, so
+    an ``ApiError`` reaching here is the guard's, raised before any response started.)"""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except ApiError as exc:
+            if exc.status not in (401, 403):
+                raise
+            answer = error_response(exc)
+            if exc.status == 401:
+                answer.headers["WWW-Authenticate"] = 'Basic realm="sdcpp"'
+            await answer(scope, receive, send)
 
 
 def info(

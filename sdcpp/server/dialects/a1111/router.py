@@ -2,8 +2,8 @@
 
 Every generation is an ordinary job of the one queue (``generate.py``); lists come from the
 registry (``catalog.py``); ``/options`` is per user (``options.py``). Every failure answers in
-A1111's envelope (``render.error_response``); the access guard's 401/403 keep the server's
-own envelope, which A1111 clients treat as any non-200.
+A1111's envelope (``render.error_response``), the access guard's 401/403 included
+(``render.A1111Guard``).
 """
 
 from __future__ import annotations
@@ -304,7 +304,9 @@ def routes() -> list[BaseRoute]:
     by_path: dict[str, dict[str, Handler]] = {}
     for path, handler, method in ROUTES:
         by_path.setdefault(path, {})[method] = a1111_errors(handler)
-    return [
-        Route(PREFIX + path, _dispatch(handlers), methods=list(handlers))
-        for path, handlers in by_path.items()
-    ]
+    routes: list[BaseRoute] = []
+    for path, handlers in by_path.items():
+        route = Route(PREFIX + path, _dispatch(handlers), methods=list(handlers))
+        route.app = render.A1111Guard(route.app, route.path)  # guard_routes leaves it be
+        routes.append(route)
+    return routes

@@ -48,7 +48,9 @@ def test_basic_auth_is_an_sdcpp_user(secured: TestClient) -> None:
 
 
 def test_basic_refusals(secured: TestClient) -> None:
-    assert secured.get(f"{API}/options").status_code == 401
+    r = secured.get(f"{API}/options")
+    assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Basic")
+    assert r.json()["error"] == "HTTPException" and r.json()["errors"].startswith("401")
     r = secured.get(f"{API}/options", headers=basic("alice", "wrong password"))
     assert r.status_code == 401
     r = secured.get(f"{API}/options", headers={"Authorization": "Basic !!!"})
