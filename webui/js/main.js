@@ -34,6 +34,10 @@ function shortcuts(e) {
     generate();
     return;
   }
+  if (e.key === "Escape" && typing(e) && !document.querySelector("dialog[open]")) {
+    e.target.blur(); // Esc leaves a field: single-key shortcuts work again
+    return;
+  }
   if (e.altKey || e.ctrlKey || e.metaKey || typing(e)) return;
   const keys = {
     "g": () => { location.hash = "#generate"; $("#f-prompt").focus(); },

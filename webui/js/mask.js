@@ -11,11 +11,11 @@ let drawing = false;
 let last = null;
 
 function ctx() {
-  return canvas().getContext("2d");
+  return canvas().getContext("2d", { willReadFrequently: true });
 }
 
 function size() {
-  return Number($("#mask-size").value);
+  return Math.max(1, Number($("#mask-size").value) || 1);
 }
 
 function snapshot() {

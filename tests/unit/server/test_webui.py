@@ -86,6 +86,14 @@ def test_strict_csp_on_every_ui_answer_and_no_inline_code(client: TestClient) ->
     assert "innerHTML" not in "".join(p.read_text() for p in CHECKOUT_UI.rglob("*.js"))
 
 
+def test_every_module_is_preloaded(client: TestClient) -> None:
+    page = client.get("/ui/").text
+    h = _hash(page)
+    for module in sorted((CHECKOUT_UI / "js").glob("*.js")):
+        if module.name != "main.js":  # main.js is the entry script itself
+            assert f'<link rel="modulepreload" href="/ui/{h}/js/{module.name}">' in page
+
+
 def test_no_file_outside_the_ui_folder(client: TestClient) -> None:
     h = _hash(client.get("/ui/").text)
     for path in ("../pyproject.toml", "%2e%2e/pyproject.toml", "js/nope.js", "index.html", ""):
