@@ -19,13 +19,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import shutting_down
 from .events import EventBus
 from .logs import job_context
+from .progress import ProgressTracker, progress_fields
 from .settings import Settings
 from .store import Job
 from .store_api import JobStoreApi
@@ -33,38 +33,9 @@ from .store_api import JobStoreApi
 logger = logging.getLogger(__name__)
 
 FINISHED = ("completed", "failed", "cancelled")
-
-
-@dataclass
-class LiveState:
-    """Progress of the running job (not persisted: it changes several times a second)."""
-
-    phase: str = "queued"
-    step: int = 0
-    total: int = 0
-    started: float = field(default_factory=time.time)
-    sampling_started: float | None = None
-    preview: bytes | None = None
-    sampling_pass: int = 0  # 1 for the first sampling pass, 2 for a hires second pass
-
-    def view(self) -> dict[str, Any]:
-        elapsed = time.time() - self.started
-        progress = self.step / self.total if self.total else 0.0
-        speed = remaining = None
-        if self.phase == "sampling" and self.sampling_started and self.step:
-            per_step = (time.time() - self.sampling_started) / self.step
-            speed = 1.0 / per_step if per_step > 0 else None
-            remaining = int(per_step * (self.total - self.step) * 1000)
-        return {
-            "phase": self.phase,
-            "progress": round(progress, 4),
-            "current_step": self.step,
-            "total_steps": self.total,
-            "time_elapsed": int(elapsed * 1000),
-            "time_remaining": remaining,
-            "speed": speed,
-            "sampling_pass": self.sampling_pass,
-        }
+# The params key holding the architecture plan a job was queued with (``plan_view``): shown in
+# the job's JSON, never sent to the worker.
+PLAN_KEY = "plan"
 
 
 class JobService:
@@ -81,7 +52,7 @@ class JobService:
         self.engine = engine
         self.events = events
         self.runners = dict(runners or {})  # job kind -> runner; every other kind: the engine
-        self.live: dict[str, LiveState] = {}
+        self.live: dict[str, ProgressTracker] = {}
         # job id -> called (step, png) on the dispatcher thread for each preview of that job
         self.preview_watchers: dict[str, Callable[[int, bytes], None]] = {}
         self.current: str | None = None
@@ -264,8 +235,8 @@ class JobService:
         return Path(self.settings.data_dir) / "inputs" / job_id
 
     def view(self, job: Job) -> dict[str, Any]:
-        """Seed 004's job fields (status "processing" while running)."""
-        live = self.live.get(job.id)
+        """Seed 004's job fields (status "processing" while running), the progress fields
+        of ``progress`` and the architecture ``plan`` the job was queued with."""
         data: dict[str, Any] = {
             "id": job.id,
             "job_id": job.id,
@@ -276,15 +247,12 @@ class JobService:
             "start_time": job.started_at,
             "end_time": job.finished_at,
             "position": self.store.position(job.id) if job.status == "queued" else None,
-            "progress": 1.0 if job.status == "completed" else 0.0,
-            "current_step": 0,
-            "total_steps": job.params.get("steps") or 0,
             "time_elapsed": None,
-            "time_remaining": None,
-            "speed": None,
+            **progress_fields(job.status, job.params, job.result, self.live.get(job.id)),
+            "plan": job.params.get(PLAN_KEY),
             "error": job.error,
             "outputs": [self.output_url(job.id, name) for name in job.outputs],
-            "result": job.result,
+            "result": {k: v for k, v in job.result.items() if k != "progress"},
             "attempts": job.attempts,
             "crashes": job.crashes,
             "last_error": job.last_error,  # the latest crash or lost lease, even if re-queued
@@ -292,9 +260,6 @@ class JobService:
         }
         if job.started_at and job.finished_at:
             data["time_elapsed"] = int((job.finished_at - job.started_at) * 1000)
-        if live is not None and job.status == "processing":
-            data.update(live.view())
-            data["has_preview"] = live.preview is not None
         return data
 
     # -- dispatcher ----------------------------------------------------------------------
@@ -344,12 +309,12 @@ class JobService:
         a shutdown interrupted it (it stays 'processing' and is re-queued at the next start)."""
         self.current, self.current_kind = job.id, job.kind
         self._last_progress = time.monotonic()
-        self.live[job.id] = LiveState(phase="starting")
+        live = self.live[job.id] = ProgressTracker(job.kind, job.params)
         self._publish_view(job)  # the record claim_next() returned: no read before the worker
         final = self._runner(job.kind).run(
             job.id,
             job.kind,
-            job.params,
+            {k: v for k, v in job.params.items() if k != PLAN_KEY},  # the plan is for people
             str(self.output_dir(job.id)),
             lambda event: self._on_event(job, event),
         )
@@ -361,16 +326,18 @@ class JobService:
             self._timed_out = None
             timeout = self.settings.job_timeout
             error = f"no progress for {timeout:g} s (--job-timeout): the worker was killed"
-            return self.store.finish(job.id, "failed", error=error, result={"code": "TIMEOUT"})
+            result = {"code": "TIMEOUT", "progress": live.final("failed")}
+            return self.store.finish(job.id, "failed", error=error, result=result)
         if kind == "done":
             return self.store.finish(
                 job.id,
                 "completed",
                 outputs=list(final.get("outputs", [])),
-                result=dict(final.get("result", {})),
+                result={**final.get("result", {}), "progress": live.final("completed")},
             )
         if kind == "cancelled":
-            return self.store.finish(job.id, "cancelled", error="cancelled")
+            result = {"progress": live.final("cancelled")}
+            return self.store.finish(job.id, "cancelled", error="cancelled", result=result)
         if kind == "crashed":
             again = self.store.record_crash(
                 job.id,
@@ -397,7 +364,7 @@ class JobService:
             job.id,
             "failed",
             error=str(final.get("error", "failed")),
-            result={"code": final.get("code", "INTERNAL_ERROR")},
+            result={"code": final.get("code", "INTERNAL_ERROR"), "progress": live.final("failed")},
         )
 
     def _heartbeat_loop(self) -> None:
@@ -443,11 +410,7 @@ class JobService:
             return
         self._last_progress = time.monotonic()
         if event.get("type") == "progress":
-            phase = str(event.get("phase", ""))
-            if phase == "sampling" and live.phase != "sampling":
-                live.sampling_started = time.time()
-                live.sampling_pass += 1
-            live.phase, live.step, live.total = phase, int(event["step"]), int(event["total"])
+            live.update(str(event.get("phase", "")), int(event["step"]), int(event["total"]))
             self._publish_view(job)
         elif event.get("type") == "preview":
             live.preview = event.get("png")
