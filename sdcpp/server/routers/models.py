@@ -31,7 +31,7 @@ from ...errors import InvalidArgument
 from ...registry import ModelEntry, ModelNotFoundError, ModelRegistry, RegistryError
 from .. import conversion, model_info, uploads
 from ..auth.identity import identity_of
-from ..errors import ApiError
+from ..errors import ApiError, status_for_code
 from ..schemas.models import ConvertRequest, ValidateRequest
 from ..schemas.native import ModelBatchRequest, ModelIdRequest
 from ..spec_params import load_params
@@ -45,8 +45,6 @@ HASH_CONCURRENCY = 2
 ENGINE_CONCURRENCY = 4
 # Hash progress events go to SSE/WebSocket subscribers at most this often (and at the end).
 HASH_EVENT_SECONDS = 0.25
-# worker failure code -> HTTP status; a crash or anything else is a 500
-_LOAD_STATUS = {"MODEL_LOAD_FAILED": 422, "MODEL_NOT_FOUND": 404, "INVALID_PARAMETERS": 400}
 
 
 async def _registry_call(
@@ -157,7 +155,7 @@ async def _load(request: Request, name: str) -> dict[str, Any]:
     final = await _engine_call(request, request.app.state.jobs.load_model, params)
     if final.get("type") != "loaded":
         code = str(final.get("code") or "MODEL_LOAD_FAILED")
-        status = _LOAD_STATUS.get(code, 500)
+        status = status_for_code(code)  # the error table's, as for a job that failed so
         reason = str(final.get("error") or "the model could not be loaded")
         raise ApiError(status, code if status != 500 else "MODEL_LOAD_FAILED", reason)
     return {
