@@ -12,7 +12,8 @@ protocol class (as ``auth/unix.py`` does) so that:
 - headers larger than ``max_bytes`` get 431 and the connection closes.
 
 The body has its own deadline (``middleware.BodyLimitMiddleware``), and an event stream that
-its client does not read gives up after ``sse_send_timeout`` (sse-starlette's ``send_timeout``).
+its client does not read gives up after ``sse_send_timeout`` (``event_stream``: sse-starlette's
+``send_timeout``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+
+from sse_starlette.sse import EventSourceResponse, SendTimeoutError
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
 
@@ -90,3 +95,26 @@ def with_header_timeout(
 
     HeaderLimits.__name__ = HeaderLimits.__qualname__ = f"HeaderLimits{protocol_class.__name__}"
     return HeaderLimits
+
+
+class EventStream(EventSourceResponse):
+    """An SSE response whose sends give up after ``send_timeout`` seconds (a client that stops
+    reading): the stream then ends with one INFO line rather than an error and a traceback.
+    The event bus already drops a slow subscriber's oldest events, so memory stays bounded."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            logger.info(
+                "dropped the event stream %s: its client read nothing for %g s",
+                scope.get("path"),
+                self.send_timeout,
+            )
+
+
+def event_stream(request: Request, content: Any, **options: Any) -> EventStream:
+    """``EventStream`` with the server's ``sse_send_timeout`` and a 15 s ping."""
+    options.setdefault("ping", 15)
+    send_timeout = request.app.state.settings.sse_send_timeout
+    return EventStream(content, send_timeout=send_timeout, **options)

@@ -5,6 +5,7 @@ event stream nobody reads. Each is bounded: a few sockets, a few seconds."""
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import sys
 import threading
@@ -52,8 +53,8 @@ def read_all(sock: socket.socket) -> bytes:
     return data
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Running]:
+@pytest.fixture(params=["httptools", "h11"])  # both of uvicorn's HTTP implementations
+def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Running]:
     settings = Settings(
         data_dir=tmp_path / "data",
         port=1,  # replaced by the socket below
@@ -66,7 +67,9 @@ def server(tmp_path: Path) -> Iterator[Running]:
     app = create_app(settings, engine=FakeEngine())
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    config = listen.configure(app, settings, log_level="warning", access_log=False)
+    config = listen.configure(
+        app, settings, log_level="warning", access_log=False, http=request.param
+    )
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -159,7 +162,10 @@ def test_too_many_connections_get_503_until_the_idle_ones_are_dropped(server: Ru
             sock.close()
 
 
-def test_an_event_stream_nobody_reads_is_dropped(server: Running) -> None:
+def test_an_event_stream_nobody_reads_is_dropped(
+    server: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="sdcpp.server.connlimits")
     events = server.app.state.events
     with server.connect(rcvbuf=4096) as sock:
         sock.sendall(b"GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -178,3 +184,7 @@ def test_an_event_stream_nobody_reads_is_dropped(server: Running) -> None:
     print(f"\nunread SSE stream dropped after {took:.2f} s (send_timeout {TIMEOUT:g} s)")
     assert took <= TIMEOUT + 5
     assert b"200 OK" in server.get("/livez")
+    assert "dropped the event stream /api/events" in caplog.text
+    # no traceback; uvicorn still says, in one line, that the response never completed
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert all(r.exc_info is None and "without completing" in r.message for r in errors)

@@ -21,6 +21,7 @@ from ... import __version__
 from ...options import SampleMethod, Scheduler
 from .. import model_info
 from ..auth.identity import identity_of
+from ..connlimits import event_stream
 from ..errors import ApiError, job_error
 from ..imaging import thumbnail
 from ..jobs import FINISHED
@@ -359,7 +360,7 @@ async def events_sse(request: Request) -> EventSourceResponse:
     job_filter = request.path_params.get("job_id")
     if job_filter:
         job_or_404(request, job_filter)
-        return EventSourceResponse(_job_stream(request, job_filter), ping=15)
+        return event_stream(request, _job_stream(request, job_filter))
     identity = identity_of(request.scope)
 
     async def stream() -> Any:
@@ -371,9 +372,7 @@ async def events_sse(request: Request) -> EventSourceResponse:
                 # orjson: the job's final event is on its client's critical path
                 yield {"event": event["type"], "data": orjson.dumps(event["data"]).decode()}
 
-    # a client that stops reading is dropped once a send has waited this long (bounded buffers)
-    send_timeout = request.app.state.settings.sse_send_timeout
-    return EventSourceResponse(stream(), ping=15, send_timeout=send_timeout)
+    return event_stream(request, stream())  # a client that stops reading is dropped
 
 
 JOB_STREAM_CHECK = 5.0  # seconds without an event before a job's stream reads the store again

@@ -29,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from ....jobspec import ImageSpec
+from ...connlimits import event_stream
 from ...jobs import FINISHED
 from .schemas import ImageOptions
 
@@ -154,4 +155,4 @@ async def stream_job(
                 with contextlib.suppress(Exception):
                     jobs.cancel(job_id)
 
-    return EventSourceResponse(events(), ping=15)
+    return event_stream(request, events())  # a client that stops reading is dropped
