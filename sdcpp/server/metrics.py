@@ -32,6 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .. import __version__
+from .progress import SAMPLING_PHASES
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +104,8 @@ class Metrics:
         ProcessCollector(registry=r)  # process_* of the server: CPU, RSS, open files
         self._state: Any = None  # app.state, once the lifespan has filled it
         self._seen: OrderedDict[str, None] = OrderedDict()
-        self._steps: dict[str, int] = {}  # running job -> last sampling step counted
+        # running job -> (its phase, pass and total; the last sampling step counted)
+        self._steps: dict[str, tuple[Any, int]] = {}
         r.register(_Live(self))
 
     def bind(self, state: Any) -> None:
@@ -122,12 +124,16 @@ class Metrics:
 
     def _job_update(self, data: dict[str, Any]) -> None:
         job_id, status = str(data.get("id")), data.get("status")
-        if status == "processing" and data.get("phase") == "sampling":
+        if status == "processing" and data.get("phase") in SAMPLING_PHASES:
+            # A new pass (hires) or batch image starts its steps again from 0 or 1.
             step = int(data.get("current_step") or 0)
-            done = self._steps.get(job_id, 0)
+            segment = (data.get("phase"), data.get("sampling_pass"), data.get("total_steps"))
+            last_segment, done = self._steps.get(job_id, (None, 0))
+            if segment != last_segment or step < done:
+                done = 0
             if step > done:
                 self.steps.inc(step - done)
-                self._steps[job_id] = step
+            self._steps[job_id] = (segment, max(step, done))
             return
         if status not in FINISHED or job_id in self._seen:
             return

@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 
 from sdcpp import _safetensors
 from sdcpp.server import Settings, create_app
+from sdcpp.server.metrics import Metrics
 
 REMOTE = ("203.0.113.7", 40000)  # TEST-NET-3: not loopback
 LOCAL = ("127.0.0.1", 40000)
@@ -180,3 +181,20 @@ def test_scrape_time(client: TestClient) -> None:
     per_scrape = (time.perf_counter() - started) / 20
     print(f"\n/metrics scrape: {per_scrape * 1000:.2f} ms")
     assert per_scrape < 0.25
+
+
+def test_sampling_steps_count_every_pass_and_batch_image() -> None:
+    metrics = Metrics()
+
+    def progress(phase: str, sampling_pass: int, step: int, total: int) -> None:
+        data = {"id": "j", "status": "processing", "phase": phase, "current_step": step}
+        data |= {"sampling_pass": sampling_pass, "total_steps": total}
+        metrics.observe({"type": "job_update", "data": data})
+
+    for _image in range(2):  # a batch of two: each image's steps start again at 1
+        for step in (1, 2, 2, 3, 4):  # a repeated report counts once
+            progress("sampling", 1, step, 4)
+    for step in (1, 2):  # the hires pass
+        progress("hires", 2, step, 2)
+    progress("decoding", 2, 0, 1)
+    assert metrics.registry.get_sample_value("sdcpp_sampling_steps_total") == 4 + 4 + 2
