@@ -164,6 +164,15 @@ def worker_level(settings: Settings) -> str:
     return "debug" if level_of(settings) <= logging.DEBUG else "warning"
 
 
+def _printable(text: str, limit: int = 512) -> str:
+    """A client-chosen string fit for a log line: control characters (a percent-encoded
+    newline would forge a line in the text format) escaped, long ones cut."""
+    if text.isprintable() and len(text) <= limit:
+        return text
+    cleaned = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text[:limit])
+    return cleaned + ("..." if len(text) > limit else "")
+
+
 class AccessLogMiddleware:
     """One access line per HTTP request, and the HTTP request metrics (see the docstring)."""
 
@@ -198,9 +207,9 @@ class AccessLogMiddleware:
         metrics = getattr(getattr(scope.get("app"), "state", None), "metrics", None)
         if metrics is not None:
             metrics.observe_request(route, method, status, seconds)
-        user = getattr(scope.get("user"), "username", None) or "-"
+        user = _printable(getattr(scope.get("user"), "username", None) or "-")
         client = scope.get("client")
-        path = str(scope.get("path", ""))
+        path = _printable(str(scope.get("path", "")))
         level = logging.DEBUG if path in PROBES else logging.INFO
         if not access_logger.isEnabledFor(level):
             return

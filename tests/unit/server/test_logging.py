@@ -161,3 +161,14 @@ def test_levels_verbose_and_rust_log() -> None:
         Settings.load(cli={"log_level": "loud"}, env={})
     with pytest.raises(InvalidArgument, match="log_format"):
         Settings.load(cli={"log_format": "xml"}, env={})
+
+
+def test_client_chosen_paths_cannot_forge_log_lines(logged: tuple[Settings, Path]) -> None:
+    settings, log = logged
+    with TestClient(create_app(settings, engine=FakeEngine())) as client:
+        client.get("/api/queue/job/x%0A2026-01-01 FAKE sdcpp.access: GET /admin 200")
+        client.get("/" + "a" * 5000)
+    access = [line for line in lines(log) if line["logger"] == "sdcpp.access"]
+    assert access[0]["path"] == "/api/queue/job/x\\x0a2026-01-01 FAKE sdcpp.access: GET /admin 200"
+    assert "\n" not in access[0]["message"]
+    assert len(access[1]["path"]) == 512 + 3 and access[1]["route"] == "unmatched"
