@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from pg_server import PgServer
 
-from sdcpp.server.pgstore import DatabaseUnavailable, PgJobStore, redact
+from sdcpp.server.pgstore import DatabaseUnavailable, PgAuthStore, PgJobStore, redact
 from sdcpp.server.store import STATUSES, QueueFull
 
 
@@ -195,3 +195,30 @@ def test_a_lost_connection_is_replaced(stores: list[PgJobStore], postgres: PgSer
     assert got is not None and got.id == job.id
     assert a._conn.info.backend_pid != pid
     assert a.shared  # the job service sweeps only expired leases on a shared queue
+
+
+def test_procrastinate_schema_lives_beside_ours(url: str) -> None:
+    # The next step dispatches through procrastinate (issue 19): its tables, types and
+    # functions go in the same database without touching ours, in either order.
+    from procrastinate.schema import SchemaManager
+
+    def tables() -> set[str]:
+        with psycopg.connect(url) as conn:
+            found = conn.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = current_schema()"
+            ).fetchall()
+        return {name for (name,) in found}
+
+    with PgJobStore(url) as jobs, PgAuthStore(url):
+        ours = tables()
+        job = jobs.create("txt2img", {})
+    with psycopg.connect(url) as conn:
+        conn.execute(SchemaManager.get_schema())
+    theirs = tables() - ours
+    assert ours == {"schema_version", "jobs", "job_counts", "users", "api_keys", "revoked_tokens"}
+    assert theirs and all(name.startswith("procrastinate_") for name in theirs)
+    with PgJobStore(url) as jobs:  # reopened (migration re-run) beside procrastinate's schema
+        claimed = jobs.claim_next("w")
+        assert claimed is not None and claimed.id == job.id
+        assert jobs.counts()["processing"] == 1
