@@ -154,9 +154,9 @@ class ProgressTracker:
 
     def final(self, status: str) -> dict[str, Any]:
         """The record a finished job keeps (``result["progress"]``)."""
-        if status == "completed":
-            step, total = self._last_sampling or (self.step, self.total)
-            return {"phase": "done", "progress": 1.0, "step": step, "total_steps": total}
+        if status == "completed":  # every step of its last sampling phase was done
+            _, total = self._last_sampling or (self.step, self.total)
+            return {"phase": "done", "progress": 1.0, "step": total, "total_steps": total}
         return {
             "phase": self.phase,
             "progress": round(self.fraction, 4),

@@ -110,6 +110,18 @@ def test_eta_comes_from_the_measured_step_rate() -> None:
     assert view["step"] == view["current_step"] == 5 and view["total_steps"] == 10
 
 
+def test_a_completed_job_whose_last_report_was_step_0_shows_its_phase_done() -> None:
+    clock = Clock()
+    tracker = ProgressTracker("upscale", {}, clock)  # the upscaler reports "sampling" 0/1 only
+    feed(tracker, clock, [("loading", 0, 1), ("sampling", 0, 1), ("saving", 0, 1)])
+    assert tracker.final("completed") == {
+        "phase": "done",
+        "progress": 1.0,
+        "step": 1,
+        "total_steps": 1,
+    }
+
+
 def test_a_failed_job_keeps_where_it_stopped() -> None:
     clock = Clock()
     tracker = ProgressTracker("txt2img", {"steps": 8}, clock)
