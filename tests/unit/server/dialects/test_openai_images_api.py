@@ -1,51 +1,23 @@
 """The OpenAI Images routes over the fake engine: every field of generations, edits (multipart,
-masks, several images), variations, streaming with partial images, auth, errors."""
+masks, several images), variations, auth, errors (streaming: test_openai_stream.py)."""
 
 from __future__ import annotations
 
 import base64
 import io
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from fake_engine import FakeEngine
+from openai_fakes import Recorder, last_inputs, last_params, make_app, png
 from PIL import Image
 from starlette.testclient import TestClient
 
 from sdcpp import _safetensors
-from sdcpp.server import Settings, create_app
 from sdcpp.server.auth import accounts
-
-
-def _app(tmp_path: Path, engine: Recorder, **kw: Any) -> TestClient:
-    models = tmp_path / "data" / "models" / "checkpoints"
-    models.mkdir(parents=True, exist_ok=True)
-    _safetensors.save(models / "tiny.safetensors", {"x": np.zeros(2, np.float16)})
-    settings = Settings(data_dir=tmp_path / "data", shutdown_grace=0.5, **kw)
-    return TestClient(create_app(settings, engine=engine))
-
-
-class Recorder(FakeEngine):
-    """Keeps each job's input images: the server removes them once the job ends."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.inputs: list[dict[str, Any]] = []
-
-    def run(self, job_id: str, kind: str, params: dict[str, Any], *rest: Any) -> dict[str, Any]:
-        seen: dict[str, Any] = {}
-        for key, value in params.items():
-            if key.endswith("_path") and isinstance(value, str):
-                seen[key] = Image.open(value).copy()
-            elif key.endswith("_paths"):
-                seen[key] = [Image.open(v).copy() for v in value]
-        self.inputs.append(seen)
-        return super().run(job_id, kind, params, *rest)
 
 
 @pytest.fixture
@@ -55,22 +27,8 @@ def engine() -> Recorder:
 
 @pytest.fixture
 def client(tmp_path: Path, engine: Recorder) -> Iterator[TestClient]:
-    with _app(tmp_path, engine) as c:
+    with make_app(tmp_path, engine) as c:
         yield c
-
-
-def png(size: tuple[int, int] = (64, 64), mode: str = "RGB", color: Any = (200, 10, 10)) -> bytes:
-    buf = io.BytesIO()
-    Image.new(mode, size, color).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def last_params(engine: Recorder) -> dict[str, Any]:
-    return engine.runs[-1][2]
-
-
-def last_inputs(engine: Recorder) -> dict[str, Any]:
-    return engine.inputs[-1]
 
 
 def test_generation_fields_reach_the_job_and_come_back(
@@ -280,47 +238,8 @@ def test_variation_uses_the_embedded_prompt(client: TestClient, engine: Recorder
     assert r.status_code == 400 and r.json()["error"]["param"] == "style"
 
 
-def _sse(text: str) -> list[tuple[str, dict[str, Any]]]:
-    events = []
-    for block in text.replace("\r\n", "\n").split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
-        if "data" in lines:
-            events.append((lines.get("event", ""), json.loads(lines["data"])))
-    return events
-
-
-def test_stream_partial_images_then_completed(client: TestClient, engine: Recorder) -> None:
-    body = {"prompt": "x", "stream": True, "partial_images": 2, "steps": 4, "n": 2,
-            "size": "64x64", "output_format": "webp"}  # fmt: skip
-    with client.stream("POST", "/v1/images/generations", json=body) as r:
-        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-        events = _sse(r.read().decode())
-    kinds = [e for e, _ in events]
-    assert kinds == ["image_generation.partial_image"] * 2 + ["image_generation.completed"] * 2
-    assert [d["partial_image_index"] for _, d in events[:2]] == [0, 1]
-    partial = Image.open(io.BytesIO(base64.b64decode(events[0][1]["b64_json"])))
-    assert partial.size == (64, 64) and partial.format == "WEBP"  # the output's size and format
-    done = events[-1][1]
-    assert done["type"] == "image_generation.completed" and done["usage"]["total_tokens"] == 0
-    assert done["size"] == "64x64" and done["output_format"] == "webp"
-    assert last_params(engine)["preview"] is True
-
-
-def test_stream_edit_events_and_failure(client: TestClient) -> None:
-    files = [("image", ("in.png", png(), "image/png"))]
-    data = {"prompt": "x", "stream": "true", "partial_images": "1"}
-    with client.stream("POST", "/v1/images/edits", files=files, data=data) as r:
-        events = _sse(r.read().decode())
-    assert [e for e, _ in events] == ["image_edit.partial_image", "image_edit.completed"]
-    with client.stream(
-        "POST", "/v1/images/generations", json={"prompt": "__fail__", "stream": True}
-    ) as r:
-        events = _sse(r.read().decode())
-    assert events[-1][0] == "error" and events[-1][1]["error"]["message"] == "boom"
-
-
 def test_bearer_api_key_when_auth_is_on(tmp_path: Path, engine: Recorder) -> None:
-    with _app(tmp_path, engine, auth=("jwt", "api-key")) as client:
+    with make_app(tmp_path, engine, auth=("jwt", "api-key")) as client:
         store = client.app.state.auth.store  # type: ignore[attr-defined]
         store.add_user("alice", role="user")
         key, _ = accounts.create_key(store, "alice", "sdk")
@@ -366,37 +285,3 @@ def test_more_fields_scheduler_loras_url_and_echoes(client: TestClient, engine: 
     assert last_params(engine)["loras"][0]["path"].endswith("ink.safetensors")
     r = client.post("/v1/images/edits", files=files, data={**form, "input_fidelity": "max"})
     assert r.status_code == 400 and r.json()["error"]["param"] == "input_fidelity"
-
-
-def test_stream_client_leaving_cancels_the_job(client: TestClient) -> None:
-    body = json.dumps({"prompt": "__slow__", "stream": True, "partial_images": 1}).encode()
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-        "scheme": "http", "path": "/v1/images/generations", "raw_path": b"/v1/images/generations",
-        "query_string": b"", "root_path": "", "client": ("127.0.0.1", 5), "server": ("t", 80),
-        "headers": [(b"host", b"t"), (b"content-type", b"application/json")],
-    }  # fmt: skip
-    status: list[int] = []
-    sent = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        import anyio
-
-        await anyio.sleep(0.5)  # the client reads a little, then goes away
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            status.append(message["status"])
-
-    client.portal.call(client.app, scope, receive, send)  # type: ignore[union-attr]
-    assert status == [200]
-    store = client.app.state.jobs.store  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 10
-    while (job := store.list(limit=1)[0]).status != "cancelled":
-        assert time.monotonic() < deadline, job.status
-        time.sleep(0.05)
