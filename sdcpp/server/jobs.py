@@ -276,7 +276,15 @@ class JobService:
                         "data": {"status": "worker_restarted", "pid": self.engine.pid},
                     }
                 )
-            job = self.store.claim_next(self.worker_id, lease_seconds=self.settings.lease_seconds)
+            try:
+                job = self.store.claim_next(
+                    self.worker_id, lease_seconds=self.settings.lease_seconds
+                )
+            except Exception as exc:  # the database is away (a PostgreSQL restart): take
+                # nothing, try again shortly; the store reconnects by itself
+                logger.warning("cannot claim jobs (%s); retrying in 1 s", exc)
+                self._stop.wait(1.0)
+                continue
             if job is None:
                 self._wake.wait(timeout=1.0)
                 self._wake.clear()

@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -222,3 +224,31 @@ def test_procrastinate_schema_lives_beside_ours(url: str) -> None:
         claimed = jobs.claim_next("w")
         assert claimed is not None and claimed.id == job.id
         assert jobs.counts()["processing"] == 1
+
+
+def test_the_dispatcher_survives_a_lost_database_connection(
+    tmp_path: Path, postgres: PgServer, url: str
+) -> None:
+    # A worker that loses the database takes no job meanwhile and resumes once it is back.
+    from fake_engine import FakeEngine
+    from starlette.testclient import TestClient
+
+    from sdcpp.server import Settings, create_app
+
+    models = tmp_path / "data" / "models" / "checkpoints"
+    models.mkdir(parents=True)
+    (models / "tiny.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+    settings = Settings(data_dir=tmp_path / "data", database_url=url, shutdown_grace=0.5)
+    with TestClient(create_app(settings, engine=FakeEngine())) as client:
+        store = client.app.state.store  # type: ignore[attr-defined]
+        assert isinstance(store, PgJobStore) and store._conn is not None
+        with psycopg.connect(postgres.url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (store._conn.info.backend_pid,))
+        time.sleep(2.5)  # the dispatcher polls every second: it meets the dead connection
+        body = {"prompt": "a cat", "width": 64, "height": 64, "steps": 2, "seed": 1}
+        job_id = client.post("/api/generate/text2img", json=body).json()["job_id"]
+        deadline = time.monotonic() + 20
+        while (job := client.get(f"/api/queue/job/{job_id}").json())["status"] != "completed":
+            assert time.monotonic() < deadline, job
+            time.sleep(0.05)
+        assert job["attempts"] == 1
