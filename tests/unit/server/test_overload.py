@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,8 +14,11 @@ from starlette.testclient import TestClient
 from sdcpp import _safetensors
 from sdcpp.errors import InvalidArgument
 from sdcpp.server import Settings, create_app
+from sdcpp.server.dialects.a1111 import render as a1111
+from sdcpp.server.dialects.diffusionapi import render as diffusionapi
+from sdcpp.server.dialects.lightdiffusion import render as lightdiffusion
 from sdcpp.server.dialects.openai.render import error_response as openai_error
-from sdcpp.server.store import JobStore, QuotaExceeded
+from sdcpp.server.store import JobStore, QueueFull, QuotaExceeded
 
 
 def test_per_user_quota_then_global_limit(tmp_path: Path) -> None:
@@ -79,6 +83,18 @@ def test_openai_dialect_answers_429_with_retry_after() -> None:
     assert response.status_code == 429
     assert response.headers["retry-after"] == "17"
     assert b'"code":"rate_limit_exceeded"' in response.body
+
+
+@pytest.mark.parametrize(
+    "render",
+    [openai_error, a1111.error_response, diffusionapi.error, lightdiffusion.error],
+    ids=["openai", "a1111", "diffusionapi", "lightdiffusion"],
+)
+def test_every_dialect_answers_quota_429_and_full_queue_503(render: Any) -> None:
+    quota, full = render(QuotaExceeded(3, 3, 17)), render(QueueFull(100, 100, 9))
+    assert (quota.status_code, quota.headers["retry-after"]) == (429, "17")
+    assert (full.status_code, full.headers["retry-after"]) == (503, "9")
+    assert b"internal" not in full.body.lower()
 
 
 def test_settings_refuse_nonsense_limits() -> None:

@@ -25,7 +25,7 @@ from .... import __version__
 from ....parameters import read_parameters
 from ....registry.errors import ModelNotFoundError
 from ...auth.permissions import Guard
-from ...errors import EXCEPTION_TABLE, ApiError
+from ...errors import EXCEPTION_TABLE, ApiError, queue_full
 from ...store import QueueFull
 from .samplers import UnknownSampler
 
@@ -52,6 +52,8 @@ def _status(exc: Exception) -> int:
 
 
 def error_response(exc: Exception) -> JSONResponse:
+    if isinstance(exc, QueueFull):  # 503 with Retry-After, or 429 at the user's own quota
+        exc = queue_full(exc)
     status = _status(exc)
     if isinstance(exc, ValidationError):
         detail: Any = [

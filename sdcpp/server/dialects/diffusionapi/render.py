@@ -10,7 +10,8 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.responses import JSONResponse
 
-from ...errors import ApiError, _lookup, _validation_message
+from ...errors import ApiError, _lookup, _validation_message, queue_full
+from ...store import QueueFull
 
 _STATES = {
     "queued": "queued",
@@ -23,6 +24,10 @@ _STATES = {
 
 def error(exc: Exception) -> JSONResponse:
     """Any exception as seed 001's error body, with the one table's HTTP status."""
+    if isinstance(exc, QueueFull):  # 503 with Retry-After, or 429 at the user's own quota
+        api = queue_full(exc)
+        body = {"status": "error", "error": api.message}
+        return JSONResponse(body, status_code=api.status, headers=api.headers)
     if isinstance(exc, ApiError):
         status, message = exc.status, exc.message
     elif isinstance(exc, ValidationError):

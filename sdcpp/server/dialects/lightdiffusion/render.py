@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse
 
 from ....jobspec import LoraNotFound, SpecError
 from ....registry.errors import ModelNotFoundError
-from ...errors import ApiError, _lookup
+from ...errors import ApiError, _lookup, queue_full
 from ...memory import rss_mb
 from ...store import QueueFull
 from .batcher import Batcher, Pending
@@ -45,10 +45,9 @@ def error(exc: Exception) -> JSONResponse:
         ]
         return JSONResponse({"detail": detail}, status_code=422)
     headers = None
-    if isinstance(exc, QueueFull):
-        status, message = 503, "the queue is full, try again later"
-        headers = {"Retry-After": str(exc.retry_after)}
-    elif isinstance(exc, ApiError):
+    if isinstance(exc, QueueFull):  # 503 with Retry-After, or 429 at the user's own quota
+        exc = queue_full(exc)
+    if isinstance(exc, ApiError):
         status, message, headers = exc.status, exc.message, exc.headers
     elif isinstance(exc, ModelNotFoundError | LoraNotFound):
         status, message = 404, str(exc).strip("'\"")
