@@ -3,6 +3,7 @@ throw-away server, tests/unit/pg_server.py; each test on a schema of its own).""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -93,3 +94,30 @@ def raw_sql(database: Path | str) -> RawSql:
                 pg.execute(statement)  # type: ignore[arg-type]
 
     return run
+
+
+# SDCPP_TEST_STORE=postgres: every app the server tests create keeps its jobs, users and keys in
+# PostgreSQL (a schema per test) instead of the data dir's SQLite file, so the same suite shows
+# the same results on both: ``SDCPP_TEST_STORE=postgres pytest tests/unit/server``.
+STORE_ENV = "SDCPP_TEST_STORE"
+
+
+@pytest.fixture(autouse=True)
+def _apps_on_postgres(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if os.environ.get(STORE_ENV, "sqlite") != "postgres" or "backend" in request.fixturenames:
+        return
+    from sdcpp.server import app as app_module
+    from sdcpp.server.auth import service as auth_service
+    from sdcpp.server.auth import store as auth_store
+    from sdcpp.server.pgstore import PgAuthStore, PgJobStore
+
+    url: list[str] = []
+
+    def test_url() -> str:
+        if not url:
+            url.append(request.getfixturevalue("postgres").fresh_url())
+        return url[0]
+
+    monkeypatch.setattr(app_module, "open_job_store", lambda settings: PgJobStore(test_url()))
+    for module in (auth_service, auth_store):
+        monkeypatch.setattr(module, "open_auth_store", lambda settings: PgAuthStore(test_url()))
