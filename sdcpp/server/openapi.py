@@ -34,6 +34,55 @@ ERROR_SCHEMA = {
     },
 }
 
+# The other dialects answer errors in their own documented shapes (dialects/*/render.py).
+OPENAI_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+A1111_ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {"type": "string"},
+        "detail": {},
+        "body": {},
+        "errors": {},
+    },
+}
+# path prefix -> (component name, schema); native paths (/api/...) use ERROR_SCHEMA, and any
+# other route (seed 000/001 dialects, health) documents its error without a schema here
+DIALECT_ERRORS = {
+    "/v1/": ("OpenAIError", OPENAI_ERROR_SCHEMA),
+    "/sdapi/v1/": ("A1111Error", A1111_ERROR_SCHEMA),
+}
+# seed 000 (LightDiffusion) routes under /api/ with that server's error shape, not ours
+FOREIGN_API_PATHS = frozenset({"/api/generate", "/api/telemetry"})
+
+
+def error_response(path: str) -> dict[str, Any]:
+    """The ``default`` (error) response of an operation at ``path``, in its dialect's shape."""
+    for prefix, (name, _) in DIALECT_ERRORS.items():
+        if path.startswith(prefix):
+            return _json_ref("Error envelope", name)
+    if path.startswith("/api/") and path not in FOREIGN_API_PATHS:
+        return _json_ref("Error envelope", "Error")
+    return {"description": "Error, in this route's dialect's own shape"}
+
+
+def _json_ref(description: str, name: str) -> dict[str, Any]:
+    schema = {"$ref": f"#/components/schemas/{name}"}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
 
 # how a caller proves who it is (auth/service.py); which operations need it: ``security`` per op
 SECURITY_SCHEMES = {
@@ -51,6 +100,7 @@ def build_openapi(
     extra = access or (lambda path, method: {})
     paths: dict[str, dict[str, Any]] = {}
     schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
+    schemas.update(dict(DIALECT_ERRORS.values()))
     for route in routes:
         if isinstance(route, WebSocketRoute):
             paths.setdefault(route.path, {})["get"] = {
@@ -74,12 +124,9 @@ def build_openapi(
                 ],
                 "responses": {
                     "200": {"description": "OK"},
-                    "default": {
-                        "description": "Error envelope",
-                        "content": {
-                            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
-                        },
-                    },
+                    # 201/202 (queued), 204 (CORS preflight, deletes): success of any shape
+                    "2XX": {"description": "Success"},
+                    "default": error_response(path),
                 },
             }
             op.update(extra(route.path, method))
