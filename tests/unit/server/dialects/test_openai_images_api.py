@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +17,6 @@ from starlette.testclient import TestClient
 
 from sdcpp import _safetensors
 from sdcpp.server.auth import accounts
-
-
-@pytest.fixture
-def engine() -> Recorder:
-    return Recorder()
-
-
-@pytest.fixture
-def client(tmp_path: Path, engine: Recorder) -> Iterator[TestClient]:
-    with make_app(tmp_path, engine) as c:
-        yield c
 
 
 def test_generation_fields_reach_the_job_and_come_back(

@@ -7,25 +7,11 @@ import base64
 import io
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-from openai_fakes import Recorder, last_params, make_app, png
+from openai_fakes import Recorder, last_params, png
 from PIL import Image
 from starlette.testclient import TestClient
-
-
-@pytest.fixture
-def engine() -> Recorder:
-    return Recorder()
-
-
-@pytest.fixture
-def client(tmp_path: Path, engine: Recorder) -> Iterator[TestClient]:
-    with make_app(tmp_path, engine) as c:
-        yield c
 
 
 def _sse(text: str) -> list[tuple[str, dict[str, Any]]]:
