@@ -10,13 +10,14 @@ import sys
 from pathlib import Path
 
 import httpx2 as httpx
-import psycopg
 import pytest
 from pg_server import PgServer
 
 sys.path.insert(0, str(Path(__file__).parent))  # the e2e helpers live beside this file
 from test_reliability import sdcpp
 from test_serve import REQUEST, Server, data_dir, free_port  # noqa: F401 (fixture)
+
+psycopg = pytest.importorskip("psycopg", reason="pip install 'sdcpp[postgres]'")
 
 
 @pytest.fixture

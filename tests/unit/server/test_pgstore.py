@@ -16,12 +16,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from pg_server import PgServer
 
 from sdcpp.server.pgstore import DatabaseUnavailable, PgAuthStore, PgJobStore, redact
 from sdcpp.server.store import STATUSES, QueueFull
+
+psycopg = pytest.importorskip("psycopg", reason="pip install 'sdcpp[postgres]'")
 
 
 @pytest.fixture
@@ -252,3 +253,15 @@ def test_the_dispatcher_survives_a_lost_database_connection(
             assert time.monotonic() < deadline, job
             time.sleep(0.05)
         assert job["attempts"] == 1
+
+
+def test_no_postgresql_skips_on_a_laptop_and_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pg_server
+
+    monkeypatch.setattr(pg_server, "find_bindir", lambda: None)
+    monkeypatch.delenv(pg_server.REQUIRE_ENV, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt install postgresql"):
+        pg_server.start_server()
+    monkeypatch.setenv(pg_server.REQUIRE_ENV, "1")
+    with pytest.raises(pytest.fail.Exception, match=r"cannot run.*SDCPP_REQUIRE_ROOT_TESTS"):
+        pg_server.start_server()
