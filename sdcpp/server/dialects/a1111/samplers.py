@@ -119,9 +119,19 @@ def sampler_list() -> list[dict[str, Any]]:
     ]
 
 
+def _scheduler_item(name: str, label: str, scheduler: Scheduler) -> dict[str, Any]:
+    return {
+        "name": name,
+        "label": label,
+        "aliases": [scheduler.value],
+        "default_rho": 7.0 if scheduler is Scheduler.KARRAS else -1,
+        "need_inner_model": False,
+    }
+
+
 def scheduler_list() -> list[dict[str, Any]]:
-    """``GET /sdapi/v1/schedulers``: A1111's names where it has one, else the engine's."""
-    a1111 = {v: k for k, v in reversed(list(_A1111_SCHEDULERS.items()))}
+    """``GET /sdapi/v1/schedulers``: "automatic", A1111's names the engine has, then the
+    engine's other schedulers under their own names."""
     items: list[dict[str, Any]] = [
         {
             "name": "automatic",
@@ -131,14 +141,11 @@ def scheduler_list() -> list[dict[str, Any]]:
             "need_inner_model": False,
         }
     ]
+    for name, scheduler in _A1111_SCHEDULERS.items():
+        label = "Normal" if name == "normal" else SCHEDULER_NAMES[scheduler]
+        items.append(_scheduler_item(name, label, scheduler))
+    listed = set(_A1111_SCHEDULERS.values())
     for scheduler in Scheduler:
-        items.append(
-            {
-                "name": a1111.get(scheduler, scheduler.value),
-                "label": SCHEDULER_NAMES[scheduler],
-                "aliases": [scheduler.value],
-                "default_rho": 7.0 if scheduler is Scheduler.KARRAS else -1,
-                "need_inner_model": False,
-            }
-        )
+        if scheduler not in listed:
+            items.append(_scheduler_item(scheduler.value, SCHEDULER_NAMES[scheduler], scheduler))
     return items

@@ -53,3 +53,6 @@ def test_lists_round_trip() -> None:
         parse_sampler("Euler", item["name"])
         parse_sampler("Euler", item["label"])
     assert sampler_label("euler_a") == "Euler a" and sampler_label(None) is None
+    names = [item["name"] for item in scheduler_list()]
+    assert {"automatic", "normal", "uniform", "karras", "gits", "lcm"} <= set(names)
+    assert len(names) == len(set(names))
