@@ -41,25 +41,28 @@ def error(exc: Exception) -> JSONResponse:
 
 
 def progress(view: dict[str, Any], params: dict[str, Any]) -> tuple[float, str]:
-    """(percent, phase). With hires the first pass fills 0-50 and the second 50-100: the job's
-    live view counts sampling passes (``sampling_pass``), so equal step counts cannot confuse
-    the two; between them (decoding, the upscale) the figure stays at 50."""
+    """(percent, phase). With hires the first pass fills 0-50 and the second 50-100. The second
+    pass is told by the job's live view: its phase is ``hires``, or it is the second
+    ``sampling`` phase (``sampling_pass``), so equal step counts cannot confuse the two;
+    between them (decoding, the upscale) the figure stays at 50."""
     status = view["status"]
     if status == "completed":
         return 100.0, "done"
     if status != "processing":
         return 0.0, status
-    fraction = float(view.get("progress") or 0.0)
+    total = int(view.get("total_steps") or 0)
+    fraction = min(1.0, int(view.get("current_step") or 0) / total) if total else 0.0
     phase, passes = view.get("phase"), int(view.get("sampling_pass") or 0)
-    if phase == "loading" or passes == 0:
+    sampling = phase in ("sampling", "hires")
+    if not sampling and phase != "decoding" and passes == 0:
         return 0.0, "loading"
     if not params.get("hires"):
-        return round(100 * fraction, 1) if phase == "sampling" else 99.0, "generation"
-    if passes == 1:
-        if phase == "sampling":
-            return round(50 * fraction, 1), "initial generation"
-        return 50.0, "upscaling"
-    return round(50 + 50 * fraction, 1) if phase == "sampling" else 99.0, "upscaling"
+        return round(100 * fraction, 1) if sampling else 99.0, "generation"
+    if phase == "hires" or passes >= 2:
+        return round(50 + 50 * fraction, 1) if sampling else 99.0, "upscaling"
+    if phase == "sampling":
+        return round(50 * fraction, 1), "initial generation"
+    return 50.0, "upscaling"
 
 
 def refined(

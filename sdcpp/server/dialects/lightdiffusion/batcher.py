@@ -180,7 +180,8 @@ class Batcher:
             done = await self._wait(job.id)
         except Exception as exc:
             for item in batch.items:
-                item.future.set_exception(exc)
+                if not item.future.done():
+                    item.future.set_exception(exc)
             return
         finally:
             self.inflight.pop(job.id, None)

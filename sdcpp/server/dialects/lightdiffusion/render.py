@@ -20,6 +20,13 @@ from ...store import QueueFull
 from .batcher import Batcher, Pending
 
 PREVIEW_CHARS = 30
+# GET /api/telemetry's keys as seed 000 lists them, in its order ("sdcpp" follows: ours)
+TELEMETRY_KEYS = (
+    "uptime_seconds", "pending_count", "pending_by_signature", "pending_preview",
+    "max_batch_size", "batch_timeout", "batches_processed", "items_processed",
+    "requests_processed", "avg_processed_wait_s", "pending_avg_wait_s", "memory_info",
+    "loaded_models_count", "loaded_models", "pipeline_import_ok", "pipeline_import_error",
+)  # fmt: skip
 # what schemas.signature compares, in the payload's names
 SIGNATURE_FIELDS = (
     "prompt", "negative_prompt", "width", "height", "steps", "guidance_scale", "sampler",
