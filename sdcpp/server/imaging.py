@@ -50,8 +50,18 @@ def decode_bytes(raw: bytes, field: str, max_pixels: int) -> Image.Image:
             413, "PAYLOAD_TOO_LARGE", f"{field}: more than {max_pixels} pixels"
         ) from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ApiError(400, "INVALID_PARAMETERS", f"{field}: not a readable image ({exc})") from exc
+        raise ApiError(400, "INVALID_PARAMETERS", f"{field}: {_unreadable(raw, exc)}") from exc
     return image
+
+
+def _unreadable(raw: bytes, exc: Exception) -> str:
+    """Why an image could not be read, in words (Pillow's own messages name its file object,
+    ``<_io.BytesIO object at 0x...>``, which means nothing to a client)."""
+    if not raw:
+        return "empty image data"
+    if isinstance(exc, Image.UnidentifiedImageError):
+        return f"not a PNG, JPEG or WebP image ({len(raw)} bytes of unknown format)"
+    return f"a damaged or truncated image ({type(exc).__name__})"
 
 
 def _b64(text: str, field: str) -> bytes:

@@ -1,6 +1,7 @@
 """schemathesis over the whole ``/openapi.json`` (every dialect's routes as they are declared)
 against a real uvicorn server on loopback, with the fake engine: no request it generates may
-get a server error (5xx) or a response that breaks the documented schema — with auth off, and
+get a server error (5xx), a response that breaks the documented schema, or an error that
+shows a Python repr or traceback — with auth off, and
 with auth on as an admin (API key) and as nobody.
 
 Bounded: ``SDCPP_SCHEMATHESIS_EXAMPLES`` examples per operation (default 10).
@@ -9,6 +10,7 @@ Bounded: ``SDCPP_SCHEMATHESIS_EXAMPLES`` examples per operation (default 10).
 from __future__ import annotations
 
 import os
+import re
 import socket
 import tempfile
 import threading
@@ -23,12 +25,25 @@ import schemathesis
 import uvicorn
 from fake_engine import FakeEngine
 from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import CheckContext, not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from sdcpp import _safetensors
 from sdcpp.server import Settings, create_app
 from sdcpp.server.auth import accounts
+
+# What a user must never see in an answer: a Python repr or a traceback (DEVELOPERS.md).
+PYTHON_LEAKS = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>|Traceback \(most recent call")
+
+
+@schemathesis.check
+def no_python_repr(
+    ctx: CheckContext, response: schemathesis.Response, case: schemathesis.Case
+) -> None:
+    """No answer carries a Python object repr or a traceback, whatever the input."""
+    if response.status_code >= 400 and (leak := PYTHON_LEAKS.search(response.text or "")):
+        raise AssertionError(f"a Python internal reached the client: {leak.group(0)!r}")
+
 
 EXAMPLES = int(os.environ.get("SDCPP_SCHEMATHESIS_EXAMPLES", "10"))
 # Not fuzzed here: the all-events stream never ends by design (each call would only wait out
@@ -115,7 +130,7 @@ def test_no_server_errors_and_responses_match_the_schema(served: Served, as_admi
             case.call_and_validate(
                 base_url=served.url,
                 headers=headers,
-                checks=[not_a_server_error, response_schema_conformance],
+                checks=[not_a_server_error, response_schema_conformance, no_python_repr],
                 timeout=10,
             )
 

@@ -481,3 +481,28 @@ def test_openapi_lists_the_new_routes(client: TestClient) -> None:
     assert "requestBody" in spec["paths"]["/api/image/resize"]["post"]
     assert "EstimateRequest" in spec["components"]["schemas"]
     assert "get" in spec["paths"]["/api/image/download"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "said"),
+    [
+        (b"", "empty image data"),
+        (b"GIF89a-but-not-really", "unknown format"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "PNG, JPEG or WebP"),
+    ],
+)
+def test_unreadable_images_are_explained_without_python_reprs(
+    client: TestClient, raw: bytes, said: str
+) -> None:
+    r = client.post("/api/generate/upscale", json={"image": base64.b64encode(raw).decode()})
+    assert r.status_code == 400, r.text
+    message = r.json()["error"]["message"]
+    assert said in message and "object at 0x" not in message and "BytesIO" not in message
+
+
+def test_a_truncated_image_is_called_damaged(client: TestClient) -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), "red").save(buf, format="PNG")
+    payload = {"image": base64.b64encode(buf.getvalue()[:-30]).decode(), "width": 8, "height": 8}
+    r = client.post("/api/image/resize", json=payload)
+    assert r.status_code == 400 and "damaged or truncated" in r.json()["error"]["message"]
