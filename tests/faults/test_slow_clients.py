@@ -25,6 +25,7 @@ from sdcpp.server import Settings, create_app, listen
 
 TIMEOUT = 1.0  # header, body and SSE send timeouts of the server under test
 MAX_CONNECTIONS = 6
+SLACK = 3.0  # seconds a loaded CI box may add to a deadline
 
 
 @dataclass
@@ -107,7 +108,7 @@ def test_slowloris_headers_get_408_within_the_header_timeout(server: Running) ->
                 break
         took = time.monotonic() - started
     assert reply.startswith(b"HTTP/1.1 408"), reply
-    assert TIMEOUT * 0.9 <= took <= TIMEOUT + 1.5, took
+    assert TIMEOUT * 0.9 <= took <= TIMEOUT + SLACK, took
     assert b"200 OK" in server.get("/livez")  # the server is fine
 
 
@@ -116,7 +117,7 @@ def test_an_idle_connection_is_closed(server: Running) -> None:
         started = time.monotonic()
         reply = read_all(sock)  # sends nothing; the server must end it
         took = time.monotonic() - started
-    assert reply.startswith(b"HTTP/1.1 408") and took <= TIMEOUT + 1.5
+    assert reply.startswith(b"HTTP/1.1 408") and took <= TIMEOUT + SLACK
 
 
 def test_huge_headers_get_431(server: Running) -> None:
@@ -147,7 +148,7 @@ def test_a_trickled_body_gets_408(server: Running) -> None:
     head, _, body = reply.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408"), reply[:200]
     assert json.loads(body)["error"]["code"] == "REQUEST_TIMEOUT"
-    assert TIMEOUT * 0.9 <= took <= TIMEOUT + 1.5, took
+    assert TIMEOUT * 0.9 <= took <= TIMEOUT + SLACK, took
 
 
 def test_too_many_connections_get_503_until_the_idle_ones_are_dropped(server: Running) -> None:
@@ -155,8 +156,10 @@ def test_too_many_connections_get_503_until_the_idle_ones_are_dropped(server: Ru
     try:
         time.sleep(0.1)
         assert b" 503 " in server.get("/livez").split(b"\r\n")[0]  # the limit holds ...
-        time.sleep(TIMEOUT + 0.5)  # ... and the header timeout frees it: no pinning
-        assert b"200 OK" in server.get("/livez")
+        started = time.monotonic()  # ... and the header timeout frees it: no pinning
+        while b"200 OK" not in server.get("/livez"):
+            assert time.monotonic() - started < TIMEOUT + SLACK, "still refused"
+            time.sleep(0.1)
     finally:
         for sock in idle:
             sock.close()
