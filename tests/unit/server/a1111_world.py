@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from fake_engine import FakeEngine
 from PIL import Image
 from starlette.testclient import TestClient
@@ -43,6 +44,18 @@ def app_client(root: Path, engine: FakeEngine, **settings: Any) -> Iterator[Test
     config = Settings(data_dir=data, max_queue=50, shutdown_grace=0.5, **settings)
     with TestClient(create_app(config, engine=engine)) as client:
         yield client
+
+
+# Fixtures under their own import names (a test module imports them; pytest knows them as
+# ``engine`` and ``client``), so a test's ``client`` parameter does not shadow an import.
+@pytest.fixture(name="engine")
+def engine_fixture() -> FakeEngine:
+    return FakeEngine()
+
+
+@pytest.fixture(name="client")
+def client_fixture(tmp_path: Path, engine: FakeEngine) -> Iterator[TestClient]:
+    yield from app_client(tmp_path, engine)
 
 
 def png_b64(size: tuple[int, int] = (64, 64), color: Any = (200, 30, 30), mode: str = "RGB") -> str:

@@ -7,12 +7,20 @@ import base64
 import io
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from a1111_world import API, SMALL, app_client, decode, in_thread, png_b64, wait_running
+from a1111_world import (
+    API,
+    SMALL,
+    client_fixture,
+    decode,
+    engine_fixture,
+    in_thread,
+    png_b64,
+    wait_running,
+)
+from asgi_call import call
 from fake_engine import FakeEngine
 from PIL import Image
 from starlette.testclient import TestClient
@@ -20,15 +28,7 @@ from starlette.testclient import TestClient
 from sdcpp.server.dialects.a1111 import inputs
 from sdcpp.server.dialects.a1111.schemas import Img2ImgRequest
 
-
-@pytest.fixture
-def engine() -> FakeEngine:
-    return FakeEngine()
-
-
-@pytest.fixture
-def client(tmp_path: Path, engine: FakeEngine) -> Iterator[TestClient]:
-    yield from app_client(tmp_path, engine)
+FIXTURES = (client_fixture, engine_fixture)  # ``client`` and ``engine`` (a1111_world)
 
 
 def txt2img(client: TestClient, **fields: Any) -> Any:
@@ -242,36 +242,10 @@ def test_skip_goes_on_with_the_next_batch(client: TestClient, engine: FakeEngine
 
 
 def test_client_disconnect_cancels_the_job(client: TestClient, engine: FakeEngine) -> None:
-    """The request's receive channel reports a disconnect once the body is read."""
-    raw = json.dumps({"prompt": "__slow__", **SMALL}).encode()
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-        "scheme": "http", "path": f"{API}/txt2img", "raw_path": f"{API}/txt2img".encode(),
-        "query_string": b"", "root_path": "", "client": ("127.0.0.1", 5000),
-        "server": ("testserver", 80),
-        "headers": [(b"host", b"testserver"), (b"content-type", b"application/json")],
-    }  # fmt: skip
-    sent = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": raw, "more_body": False}
-        return {"type": "http.disconnect"}
-
-    statuses = []
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            statuses.append(message["status"])
-
-    async def run() -> None:
-        await client.app(scope, receive, send)
-
-    client.portal.call(run)  # type: ignore[union-attr]
+    """The client leaves once it has sent its body."""
+    status, _ = call(client, "POST", f"{API}/txt2img", {}, {"prompt": "__slow__", **SMALL})
     store = client.app.state.jobs.store  # type: ignore[attr-defined]
-    assert statuses == [499]
+    assert status == 499
     deadline = time.monotonic() + 5
     while [j.status for j in store.list(limit=10)] != ["cancelled"]:
         assert time.monotonic() < deadline, "the job was not cancelled"

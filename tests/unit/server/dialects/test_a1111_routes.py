@@ -6,13 +6,20 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
-from a1111_world import API, SMALL, app_client, decode, in_thread, png_b64, wait_running
+from a1111_world import (
+    API,
+    SMALL,
+    client_fixture,
+    decode,
+    engine_fixture,
+    in_thread,
+    png_b64,
+    wait_running,
+)
 from fake_engine import FakeEngine
 from PIL import Image
 from starlette.testclient import TestClient
@@ -20,15 +27,7 @@ from starlette.testclient import TestClient
 from sdcpp import _safetensors
 from sdcpp.parameters import format_parameters
 
-
-@pytest.fixture
-def engine() -> FakeEngine:
-    return FakeEngine()
-
-
-@pytest.fixture
-def client(tmp_path: Path, engine: FakeEngine) -> Iterator[TestClient]:
-    yield from app_client(tmp_path, engine)
+FIXTURES = (client_fixture, engine_fixture)  # ``client`` and ``engine`` (a1111_world)
 
 
 def get(client: TestClient, path: str) -> Any:
