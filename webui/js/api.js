@@ -12,7 +12,8 @@ export class ApiError extends Error {
 const listeners = new Set();
 export const onAuthRequired = (fn) => listeners.add(fn);
 
-export async function api(path, { method = "GET", body, raw = false, signal } = {}) {
+// quiet: a 401 is the caller's business (no login form), e.g. optional extras for guests
+export async function api(path, { method = "GET", body, raw = false, signal, quiet = false } = {}) {
   const headers = { "X-Sdcpp-Client": "webui" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const res = await fetch(path, {
@@ -32,7 +33,7 @@ export async function api(path, { method = "GET", body, raw = false, signal } = 
     const err = (data && data.error) || {};
     const e = new ApiError(res.status, err.code || "HTTP_" + res.status,
       err.message || (data && data.message) || res.statusText);
-    if (res.status === 401 && !path.startsWith("/api/auth/login")) listeners.forEach((fn) => fn(e));
+    if (res.status === 401 && !quiet && !path.startsWith("/api/auth/login")) listeners.forEach((fn) => fn(e));
     throw e;
   }
   return data;

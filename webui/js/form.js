@@ -42,6 +42,10 @@ export async function loadModels() {
   const models = data.models || [];
   const main = models.filter((m) => ["checkpoint", "diffusion_model"].includes(m.type));
   const upscalers = models.filter((m) => ["esrgan", "upscaler"].includes(m.type));
+  const of = (type) => models.filter((m) => m.type === type).map((m) => [m.id, m.name]);
+  fillSelect($("#f-control_net"), of("controlnet"), { empty: "First available" });
+  fillSelect($("#lora-name"), models.filter((m) => m.type === "lora").map((m) => [m.name, m.name]),
+    { empty: "LoRAs…" });
   const current = $("#f-model_name").value;
   fillSelect($("#f-model_name"),
     main.map((m) => [m.id, `${m.name}${m.architecture ? ` · ${m.architecture}` : ""}${m.loaded ? " (loaded)" : ""}`]),
@@ -52,13 +56,21 @@ export async function loadModels() {
 }
 
 export async function buildForm() {
-  const [params, samplers, schedulers] = await Promise.all([
-    api("/api/parameters"), api("/api/samplers"), api("/api/schedulers"),
+  const params = await api("/api/parameters");
+  // /api/parameters lists samplers and schedulers too; older servers: their own routes
+  const [samplers, schedulers] = await Promise.all([
+    params.samplers ? params : api("/api/samplers"),
+    params.schedulers ? params : api("/api/schedulers"),
   ]);
   limits = params.parameters || {};
   fillSelect($("#f-sampling_method"), samplers.samplers || [], { empty: "Model default" });
   fillSelect($("#f-scheduler"), schedulers.schedulers || [], { empty: "Model default" });
-  fillSelect($("#f-output_format"), OUTPUT_FORMATS);
+  fillSelect($("#f-output_format"), params.output_formats || OUTPUT_FORMATS);
+  const cache = new Set();
+  for (const family of Object.values(params.cache || {})) {
+    for (const name of [...(family.presets || []), ...(family.modes || [])]) cache.add(name);
+  }
+  fillSelect($("#f-cache"), [...cache].filter((c) => c !== "off"), { empty: "Off" });
   fillSelect($("#size-preset"), SIZE_PRESETS.map(([w, hh]) => [`${w}x${hh}`, `${w} × ${hh}`]),
     { empty: "Presets…" });
   for (const side of ["width", "height"]) {
@@ -123,10 +135,11 @@ export function readForm() {
     const value = numberOf(`#${el.id}`);
     if (value !== undefined && el.name !== "factor") body[el.name] = value;
   }
-  for (const name of ["sampling_method", "scheduler"]) {
-    if ($(`#f-${name}`).value) body[name] = $(`#f-${name}`).value;
+  for (const name of ["sampling_method", "scheduler", "cache", "output_format", "control_net"]) {
+    const el = $(`#f-${name}`);
+    if (el.value && !el.closest("[hidden]")) body[name] = el.value;
   }
-  body.output_format = $("#f-output_format").value;
+  if (!$("#f-canny").closest("[hidden]") && $("#f-canny").checked) body.canny = true;
   const seed = $("#f-seed").value.trim();
   body.seed = seed === "" || Number(seed) < 0 ? "random" : Number(seed);
   return body;

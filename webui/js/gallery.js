@@ -6,6 +6,7 @@ import { api, withQuery } from "./api.js";
 import { $, h, toast } from "./dom.js";
 import { apiName, parseParameters } from "./a1111.js";
 import { snippets } from "./snippets.js";
+import { makeZip } from "./zip.js";
 import { dropJob, emit, jobs, on } from "./state.js";
 
 let items = [];
@@ -95,7 +96,8 @@ export function open(n) {
   const dialog = $("#viewer");
   const media = isVideo(it.url)
     ? h("video", { src: it.url, controls: true, loop: true, autoplay: true })
-    : h("img", { src: it.url, alt: it.job.prompt || "generated image", class: "full" });
+    : h("img", { src: it.url, alt: it.job.prompt || "generated image", class: "full",
+      title: "Click to zoom", onclick: (e) => e.target.classList.toggle("zoomed") });
   $("#viewer-media").replaceChildren(media);
   $("#viewer-title").textContent = `${n + 1} / ${items.length} · ${it.job.type || ""}`;
   $("#viewer-params").textContent = paramsOf(it).text || it.job.prompt || "";
@@ -122,7 +124,26 @@ function later() {
   if (!pending) { pending = true; requestAnimationFrame(render); }
 }
 
+async function downloadAll() {
+  const shown = filtered();
+  if (!shown.length) return;
+  toast(`Packing ${shown.length} file(s)…`);
+  const files = [];
+  for (const it of shown) {
+    const res = await fetch(it.url, { credentials: "same-origin" });
+    if (!res.ok) continue;
+    const ext = it.url.split("?")[0].split(".").pop() || "png";
+    files.push({ name: `${it.job.id}-${it.i}.${ext}`, bytes: new Uint8Array(await res.arrayBuffer()) });
+  }
+  const link = h("a", { href: URL.createObjectURL(makeZip(files)), download: "sdcpp-images.zip" });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 60000);
+}
+
 export function initGallery() {
+  $("#gallery-zip").addEventListener("click", () => downloadAll().catch((e) => toast(e.message, "error")));
   on("job", (job) => { if (job.status === "completed") later(); });
   on("job-removed", later);
   $("#gallery-filter").addEventListener("input", later);

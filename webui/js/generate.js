@@ -62,11 +62,11 @@ export async function generate() {
   }
   if (info.image) {
     const image = sourceImage();
-    if (!image) {
+    if (!image && !info.optionalImage) {
       toast("Choose a source image first (file, drop or paste).", "error");
       return null;
     }
-    body[kind === "upscale" ? "image" : "init_image"] = image.dataUrl;
+    if (image) body[info.image] = image.dataUrl;
     if (info.mask) {
       if (maskIsEmpty()) {
         toast("Paint the area to repaint on the mask first.", "error");
@@ -110,6 +110,20 @@ function watch(id) {
   render(jobs.get(id));
 }
 
+// The live step preview: one load at a time (a new step never aborts the one in flight).
+let previewLoading = false;
+
+function showPreview(job, wanted) {
+  const preview = $("#progress-preview");
+  if (!wanted) { preview.hidden = true; return; }
+  if (previewLoading) return;
+  previewLoading = true;
+  const next = new Image();
+  next.onload = () => { preview.src = next.src; preview.hidden = false; previewLoading = false; };
+  next.onerror = () => { previewLoading = false; }; // the job just ended: its preview is gone
+  next.src = `/api/queue/job/${encodeURIComponent(job.id)}/preview?step=${job.current_step || 0}`;
+}
+
 function render(job) {
   const panel = $("#progress-panel");
   if (!job) { panel.hidden = true; return; }
@@ -127,6 +141,7 @@ function render(job) {
   if (job.error) parts.push(job.error);
   $("#progress-text").textContent = parts.join(" · ");
   $("#cancel").hidden = FINISHED.has(job.status);
+  showPreview(job, running && job.has_preview);
   const out = $("#progress-result");
   if (job.status === "completed" && job.outputs && job.outputs.length) {
     out.replaceChildren(...job.outputs.map((url, i) =>

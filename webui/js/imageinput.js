@@ -51,15 +51,30 @@ export async function setImageFile(file) {
 }
 
 export async function setImageUrl(url, name = "image.png") {
-  const res = await fetch(url, { credentials: "same-origin" });
+  const res = await fetch(url, { credentials: "same-origin", headers: { "X-Sdcpp-Client": "webui" } });
+  if (!res.ok) {
+    let message = res.statusText;
+    try { message = (await res.json()).error.message; } catch { /* not our envelope */ }
+    toast(message, "error");
+    return;
+  }
   const blob = await res.blob();
   await setImageFile(new File([blob], name, { type: blob.type }));
+}
+
+// An image from the web, through the server's SSRF-safe download (/api/image/download).
+function fetchFromUrl() {
+  const url = $("#image-url").value.trim();
+  if (!url) return;
+  const name = url.split("/").pop().split("?")[0] || "image.png";
+  setImageUrl(`/api/image/download?url=${encodeURIComponent(url)}`, name);
 }
 
 export function initImageInput() {
   const zone = $("#image-drop");
   const file = $("#image-file");
   file.addEventListener("change", () => file.files[0] && setImageFile(file.files[0]));
+  $("#image-url-load").addEventListener("click", fetchFromUrl);
   zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
   zone.addEventListener("dragleave", () => zone.classList.remove("over"));
   zone.addEventListener("drop", (e) => {

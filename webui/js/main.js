@@ -1,20 +1,23 @@
 // Start-up: theme, sign-in, the form, live updates; pages by URL hash; keyboard shortcuts.
 
+import { initAccount, renderAccount } from "./account.js";
 import { $, $$, toast } from "./dom.js";
 import { initAuth } from "./auth.js";
 import { buildForm } from "./form.js";
 import { cancelJob, generate, initGenerate } from "./generate.js";
 import { initGallery, step } from "./gallery.js";
 import { initImageInput } from "./imageinput.js";
+import { initLoras } from "./loras.js";
 import { loadQueue, startLive, stopLive } from "./live.js";
 import { initMask } from "./mask.js";
+import { initModelPick } from "./modelpick.js";
 import { initModels, renderModels } from "./models.js";
 import { initQueue } from "./queue.js";
 import { initStatus } from "./status.js";
 import { jobs, on } from "./state.js";
 import { initTheme, toggleTheme } from "./theme.js";
 
-const PAGES = ["generate", "queue", "gallery", "models"];
+const PAGES = ["generate", "queue", "gallery", "models", "account"];
 
 function showPage() {
   const page = PAGES.includes(location.hash.slice(1)) ? location.hash.slice(1) : "generate";
@@ -24,6 +27,7 @@ function showPage() {
     else a.removeAttribute("aria-current");
   }
   if (page === "models") renderModels().catch((e) => toast(e.message, "error"));
+  if (page === "account") renderAccount().catch((e) => toast(e.message, "error"));
 }
 
 const typing = (e) => e.target.closest("input, textarea, select, [contenteditable]");
@@ -61,6 +65,9 @@ async function boot() {
   $("#help-close").addEventListener("click", () => $("#help-dialog").close());
   initGenerate();
   initImageInput();
+  initLoras();
+  initAccount();
+  initModelPick();
   initMask();
   initQueue();
   initGallery();
@@ -70,6 +77,7 @@ async function boot() {
   on("signed-in", () => { jobs.clear(); start(); });
   on("signed-out", () => { stopLive(); jobs.clear(); });
   document.body.dataset.ready = "true";
+  performance.mark("sdcpp-ready"); // time-to-interactive, read by the browser tests
 }
 
 let initialized = false;

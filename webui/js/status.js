@@ -1,7 +1,7 @@
 // The status bar: live road, queue depth, worker state, loaded models.
 
 import { api } from "./api.js";
-import { $ } from "./dom.js";
+import { $, fmtBytes } from "./dom.js";
 import { on } from "./state.js";
 
 let live = "none";
@@ -9,7 +9,10 @@ let timer = null;
 
 async function refresh() {
   try {
-    const s = await api("/api/status");
+    const [s, system] = await Promise.all([
+      api("/api/status"), api("/api/system", { quiet: true }).catch(() => null), // /api/system: users only
+    ]);
+    const memory = system && system.system && system.system.memory;
     const q = s.generation_queue || {};
     const parts = [
       `worker ${s.worker ? s.worker.state : "?"}`,
@@ -18,6 +21,7 @@ async function refresh() {
       `models ${s.models ? `${s.models.loaded_count} loaded / ${s.models.available_count}` : "?"}`,
       `updates: ${live}`,
     ];
+    if (memory) parts.splice(4, 0, `memory ${fmtBytes(memory.total - memory.available)} / ${fmtBytes(memory.total)}`);
     $("#status-text").textContent = parts.join(" · ");
   } catch {
     $("#status-text").textContent = `server unreachable · updates: ${live}`;
