@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import test_app
 from fake_engine import FakeEngine
 from pydantic import BaseModel, ValidationError
 from starlette.testclient import TestClient
@@ -86,16 +87,14 @@ def test_a_jobs_code_has_the_status_of_the_exception_that_carries_it() -> None:
 # ---- the matrix: exception x route family ------------------------------------------------
 
 
-@pytest.fixture
-def engine() -> FakeEngine:
-    return FakeEngine()
+engine = test_app.engine  # the fake engine fixture
 
 
 @pytest.fixture
 def client(tmp_path: Path, engine: FakeEngine) -> Iterator[TestClient]:
-    models = tmp_path / "data" / "models" / "checkpoints"
-    models.mkdir(parents=True)
-    write_safetensors(models / "sd1.safetensors", CASES["sd1"]())  # an SD 1.x header
+    checkpoints = tmp_path / "data" / "models" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    write_safetensors(checkpoints / "sd1.safetensors", CASES["sd1"]())  # an SD 1.x header
     settings = Settings(data_dir=tmp_path / "data", shutdown_grace=0.5)
     # an unexpected error is re-raised for the server log after its 500 answer: read the answer
     with TestClient(create_app(settings, engine=engine), raise_server_exceptions=False) as c:
