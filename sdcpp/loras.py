@@ -14,7 +14,7 @@ from pathlib import Path
 from .errors import InvalidArgument
 from .options import Lora
 
-__all__ = ["LORA_EXTENSIONS", "extract_lora_tags", "resolve_lora"]
+__all__ = ["LORA_EXTENSIONS", "extract_lora_tags", "lora_tags", "resolve_lora"]
 
 LORA_EXTENSIONS = (".safetensors", ".gguf", ".ckpt", ".pt")
 # <lora:NAME> or <lora:NAME:WEIGHT>; A1111 also accepts "<hypernet:...>", which we do not.
@@ -41,6 +41,19 @@ def resolve_lora(name: str, lora_dir: str | os.PathLike[str]) -> Path:
     raise InvalidArgument(f"LoRA {name!r} not found in {root}")
 
 
+def lora_tags(prompt: str) -> list[tuple[str, float]]:
+    """The (name, weight) of every ``<lora:name:weight>`` tag in ``prompt``, in order;
+    InvalidArgument for a weight that is not a number."""
+    tags: list[tuple[str, float]] = []
+    for tag in _TAG.finditer(prompt):
+        name, weight_text = tag.group(1), tag.group(2)
+        try:
+            tags.append((name, float(weight_text) if weight_text is not None else 1.0))
+        except ValueError:
+            raise InvalidArgument(f"bad LoRA weight in {tag.group(0)!r}") from None
+    return tags
+
+
 def extract_lora_tags(
     prompt: str, lora_dir: str | os.PathLike[str] | None
 ) -> tuple[str, list[Lora]]:
@@ -50,13 +63,9 @@ def extract_lora_tags(
         return prompt, []
     if lora_dir is None:
         raise InvalidArgument("the prompt names LoRAs (<lora:...>) but no LoRA directory is set")
-    loras: list[Lora] = []
-    for tag in tags:
-        name, weight_text = tag.group(1), tag.group(2)
-        try:
-            weight = float(weight_text) if weight_text is not None else 1.0
-        except ValueError:
-            raise InvalidArgument(f"bad LoRA weight in {tag.group(0)!r}") from None
-        loras.append(Lora(path=str(resolve_lora(name, lora_dir)), multiplier=weight))
+    loras = [
+        Lora(path=str(resolve_lora(name, lora_dir)), multiplier=weight)
+        for name, weight in lora_tags(prompt)
+    ]
     cleaned = re.sub(r"\s{2,}", " ", _TAG.sub("", prompt)).strip()
     return cleaned, loras

@@ -84,6 +84,8 @@ class WebUI:
 
     def file(self, relative: str) -> Path | None:
         """The file at ``relative`` inside the root, never outside it."""
+        if "\x00" in relative:  # not a name any file has (and os.path refuses it)
+            return None
         root = self.root.resolve()
         path = (root / relative).resolve()
         if not path.is_relative_to(root) or not path.is_file():
