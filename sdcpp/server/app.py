@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -113,6 +114,7 @@ def create_app(
             settings, state.store, state.engine, state.events, {"convert": state.converter}
         )
         state.generation = GenerationService(settings, state.registry, state.jobs)
+        state.generation.url_image = functools.partial(images.url_image, state)
         if state.auth.enabled:  # job JSON hands out signed (capability) output URLs
             state.jobs.output_url = state.auth.output_url
         state.jobs.start()

@@ -8,6 +8,7 @@ builds the worker's parameter dict. Raises ``ApiError`` with seed 004's codes.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from ..jobspec import ImageSpec, LoraNotFound
 from ..registry import ModelRegistry, ModelType
 from ..registry.errors import ModelNotFoundError, RegistryError, no_model_message
 from .errors import ApiError
-from .imaging import decode_image, store_input
+from .imaging import decode_bytes, decode_image, store_input
 from .jobs import PLAN_KEY, JobService
 from .schemas.native import (
     ControlNetRequest,
@@ -39,6 +40,8 @@ class GenerationService:
         self.settings = settings
         self.registry = registry
         self.jobs = jobs
+        # fetches an image field given as a URL (routers/images.url_image, bound in create_app)
+        self.url_image: Callable[[str, str], bytes] | None = None
 
     def submit(
         self, kind: str, req: GenerateBase | VideoGenerateRequest, owner: str | None = None
@@ -178,6 +181,9 @@ class GenerationService:
             )
 
     def _image(self, text: str, field: str) -> Any:
+        if text.startswith(("http://", "https://")) and self.url_image is not None:
+            raw = self.url_image(text.strip(), field)  # the safe downloader's rules and switch
+            return decode_bytes(raw, field, self.settings.max_image_pixels)
         return decode_image(text, field, self.settings.max_image_pixels)
 
     def _model_files(self, req: GenerateBase) -> dict[str, str]:

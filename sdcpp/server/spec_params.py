@@ -16,7 +16,11 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from ..jobspec import ImageSpec, LoraNotFound, SpecError
+from .. import cache_presets
+from .._generation import cache_params as native_cache_params
+from ..jobspec import ImageSpec, LoraNotFound, SpecError, limits
+from ..loras import lora_tags
+from ..options import CacheOptions
 from ..plan import plan_from_registry, raise_if_missing, raise_if_unsupported
 from ..registry import ModelRegistry, ModelType
 from ..registry.errors import ModelNotFoundError, no_model_message
@@ -87,7 +91,9 @@ def worker_params(
     if spec.seed is not None and spec.seed >= 0:
         params["seed"] = spec.seed
     for name in _STRUCTURED:
-        if (value := getattr(spec, name)) is not None:
+        if (value := getattr(spec, name)) is not None and name == "cache":
+            value = cache_for(value, plan)
+        if value is not None:
             params[name] = dataclasses.asdict(value)  # stored as JSON; the worker rebuilds it
     lora_dir = _dir(registry, spec.lora_dir, "loras")
     embedding_dir = _dir(registry, spec.embedding_dir, "embeddings")
@@ -95,8 +101,12 @@ def worker_params(
         params["lora_dir"] = str(lora_dir)
     if embedding_dir is not None:
         params["embedding_dir"] = str(embedding_dir)
+    where = lora_dir or registry.root / "loras"
+    for name, weight in lora_tags(spec.prompt):
+        _lora(where, name)  # a <lora:name:w> tag is checked like `loras`: 404 before queuing
+        if (problem := limits.check("lora_weight", weight)) is not None:
+            raise SpecError(f"<lora:{name}:...>: {problem}")
     if spec.loras:
-        where = lora_dir or registry.root / "loras"
         params["loras"] = [
             {"path": _lora(where, r.name), "multiplier": r.weight, "is_high_noise": r.is_high_noise}
             for r in spec.loras
@@ -118,6 +128,17 @@ def worker_params(
     params["preview"] = spec.preview
     params["output_format"], params["output_quality"] = spec.output_format, spec.output_quality
     return params
+
+
+def cache_for(cache: str | CacheOptions, plan: Any) -> CacheOptions | None:
+    """The engine's step-cache options for this plan's architecture: a preset or mode name
+    resolved, a mode the architecture cannot use refused (InvalidArgument naming what it
+    can), settings checked against the engine's own fields before anything is queued."""
+    detection = getattr(plan, "detection", None)
+    options = cache_presets.resolve(cache, getattr(detection, "id", None) or plan.name)
+    if options is not None:
+        native_cache_params(options)  # raises InvalidArgument for an unknown setting
+    return options
 
 
 def plan_view(plan: Any, spec: ImageSpec | None = None) -> dict[str, Any]:
@@ -159,6 +180,8 @@ def _dir(registry: ModelRegistry, name: str | None, default: str) -> Path | None
 
 
 def _lora(folder: Path, name: str) -> str:
+    if not name.strip() or "\x00" in name:
+        raise LoraNotFound(name, str(folder))
     base = folder.resolve()
     for candidate in [folder / name, *(folder / f"{name}{ext}" for ext in _LORA_EXTENSIONS)]:
         resolved = candidate.resolve()

@@ -79,6 +79,30 @@ def _slots(state: Any) -> threading.BoundedSemaphore:
     return slots
 
 
+def url_image(state: Any, url: str, field: str) -> bytes:
+    """The image at ``url`` for a request field that takes a URL (seed 002's
+    ``base64_encoded_image_or_url``), fetched like ``/api/image/download``: the same switch,
+    SSRF rules, size and time limits and concurrency slots. Blocking; returns file bytes."""
+    if not state.settings.allow_image_download:
+        raise ApiError(
+            403,
+            "FEATURE_DISABLED",
+            f"{field} is a URL, and image download is disabled "
+            "(enable it with SDCPP_ALLOW_IMAGE_DOWNLOAD=1, or send the image as base64)",
+        )
+    if len(url) > _MAX_URL:
+        raise ApiError(400, "INVALID_PARAMETERS", f"{field}: a URL of at most {_MAX_URL} chars")
+    slots = _slots(state)
+    if not slots.acquire(blocking=False):
+        raise ApiError(
+            503, "SERVICE_UNAVAILABLE", "too many downloads at once", headers={"Retry-After": "1"}
+        )
+    try:
+        return _fetcher(state).fetch(url).body
+    finally:
+        slots.release()
+
+
 def _download(fetcher: Fetcher, url: str, max_pixels: int) -> bytes:
     fetched = fetcher.fetch(url)
     # the body's claimed type proves nothing: decode under the upload rules, send a fresh PNG
@@ -119,7 +143,7 @@ async def estimate(request: Request) -> JSONResponse:
     state = request.app.state
     answer = await run_in_threadpool(
         lambda: estimate_request(
-            state.registry, state.jobs.store, state.settings.model, **req.model_dump()
+            state.registry, state.jobs.store, state.settings.model, **req.estimate_fields()
         )
     )
     return JSONResponse(answer)

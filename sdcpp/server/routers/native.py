@@ -17,7 +17,8 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ... import __version__
+from ... import __version__, cache_presets
+from ...jobspec.limits import table as limits_table
 from ...options import SampleMethod, Scheduler
 from .. import model_info
 from ..auth.identity import identity_of
@@ -332,21 +333,27 @@ async def schedulers(request: Request) -> JSONResponse:
 
 
 async def parameters(request: Request) -> JSONResponse:
+    """Every bounded generation field from the one limits table (``sdcpp.jobspec.limits``),
+    the engine's samplers and schedulers, and the step-cache presets and modes per family."""
     return JSONResponse(
         {
-            "parameters": {
-                "width": {"min": 64, "max": 4096, "default": 512, "step": 8},
-                "height": {"min": 64, "max": 4096, "default": 512, "step": 8},
-                "steps": {"min": 1, "max": 150, "default": 20, "step": 1},
-                "cfg_scale": {"min": 0.0, "max": 30.0, "default": 7.0, "step": 0.1},
-                "batch_count": {"min": 1, "max": 16, "default": 1, "step": 1},
-            }
+            "parameters": limits_table(),
+            "samplers": [m.value for m in SampleMethod],
+            "schedulers": [s.value for s in Scheduler],
+            "output_formats": ["png", "jpeg", "webp"],
+            "cache": {
+                family.value: cache_presets.available(example)
+                for family, example in cache_presets.FAMILY_EXAMPLES.items()
+            },
         }
     )
 
 
 async def validate(request: Request) -> JSONResponse:
+    """A text2img body checked as a job would be: the schema, then the spec's limits (sizes
+    the engine would change are refused naming the nearest valid ones)."""
     req = await body(request, Text2ImgRequest)
+    req.to_spec().validate()  # SpecError -> 422 VALIDATION_ERROR (the error table)
     return JSONResponse({"valid": True, "parameters": req.model_dump(exclude_none=True)})
 
 
