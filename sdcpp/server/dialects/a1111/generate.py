@@ -20,6 +20,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from ...._safetensors import atomic_write
 from ....registry.errors import RegistryError
 from ...auth.identity import identity_of
 from ...errors import ApiError
@@ -71,10 +72,18 @@ async def wait_for(request: Request, job_id: str, events: asyncio.Queue[Any]) ->
     return current
 
 
-def _collect(request: Request, job: Any, out: Outcome, keep: bool) -> None:
+def _collect(
+    request: Request, job: Any, out: Outcome, keep: bool, paste: inputs.PasteBack | None
+) -> None:
     jobs = request.app.state.jobs
     folder = jobs.output_dir(job.id)
-    out.images.extend((folder / name).read_bytes() for name in job.outputs)
+    for name in job.outputs:
+        data = (folder / name).read_bytes()
+        if paste is not None:  # "only masked": back into the original, and so on disk too
+            data = inputs.paste_back(data, paste)
+            if keep:
+                atomic_write(folder / name, [data])
+        out.images.append(data)
     result = job.result or {}
     out.seeds.extend(int(s) for s in result.get("seeds", []))
     out.infotexts.extend(str(p) for p in result.get("parameters", []))
@@ -93,9 +102,9 @@ async def run(request: Request, req: Txt2ImgRequest) -> tuple[Outcome, Any]:
         options.settings_for, dialect, registry, owner, req.override_settings, app.settings.model
     )
     req.sampler()  # unknown names: refused before anything is queued
-    hires = init = mask = None
+    hires = init = mask = paste = None
     if isinstance(req, Img2ImgRequest):
-        init, mask, req.width, req.height = await run_in_threadpool(
+        init, mask, req.width, req.height, paste = await run_in_threadpool(
             inputs.prepare, req, app.settings.max_image_pixels
         )
     elif req.enable_hr:
@@ -121,7 +130,7 @@ async def run(request: Request, req: Txt2ImgRequest) -> tuple[Outcome, Any]:
                 out.disconnected = True
                 return out, None
             if job.status == "completed":
-                await run_in_threadpool(_collect, request, job, out, req.save_images)
+                await run_in_threadpool(_collect, request, job, out, req.save_images, paste)
             elif job.status == "cancelled" and control.skipped and not control.interrupted:
                 continue
             elif job.status == "cancelled":

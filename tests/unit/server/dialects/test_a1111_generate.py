@@ -184,7 +184,8 @@ def test_img2img_with_mask(client: TestClient, engine: FakeEngine) -> None:
 
 
 def _prepared(**fields: Any) -> tuple[Image.Image, Image.Image | None]:
-    init, mask, _, _ = inputs.prepare(Img2ImgRequest(**fields), 4096 * 4096)
+    fields.setdefault("inpaint_full_res", False)  # the whole picture, as it is
+    init, mask, _, _, _ = inputs.prepare(Img2ImgRequest(**fields), 4096 * 4096)
     return decode(base64.b64encode(init).decode()), (
         decode(base64.b64encode(mask).decode()) if mask else None
     )
@@ -273,3 +274,36 @@ def test_interrupt_keeps_the_batches_finished_before(
     body = out["response"].json()
     assert len(body["images"]) == 1 and decode(body["images"][0]).size == (64, 64)
     assert json.loads(body["info"])["interrupted"] is True
+
+
+def test_inpaint_only_masked_pastes_back_into_the_original(client: TestClient) -> None:
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (40, 40, 56, 56))
+    buf = io.BytesIO()
+    mask.save(buf, format="PNG")
+    body = {
+        "prompt": "x",
+        "steps": 2,
+        "init_images": [png_b64((64, 64), (200, 30, 30))],
+        "mask": base64.b64encode(buf.getvalue()).decode(),
+        "mask_blur": 0,
+        "inpaint_full_res": True,  # A1111's (and webuiapi's) default
+        "inpaint_full_res_padding": 4,
+        "save_images": True,
+    }
+    r = client.post(f"{API}/img2img", json=body)
+    assert r.status_code == 200, r.text
+    image = decode(r.json()["images"][0]).convert("RGB")
+    assert image.size == (64, 64)
+    assert image.getpixel((5, 5)) == (200, 30, 30)  # outside the mask: the original
+    assert image.getpixel((48, 48)) == (0, 100, 200)  # inside: the fake engine's result
+    assert "x" in image.info.get("parameters", "")  # the parameters text survives
+
+
+def test_crop_region_keeps_the_aspect_inside_the_image() -> None:
+    mask = Image.new("L", (128, 64), 0)
+    mask.paste(255, (100, 10, 110, 20))
+    box = inputs.crop_region(mask, 2, 64, 64)
+    x1, y1, x2, y2 = box
+    assert x2 - x1 == y2 - y1 and x1 <= 98 and x2 >= 112 and x2 <= 128 and y1 >= 0
+    assert inputs.crop_region(Image.new("L", (64, 64), 0), 4, 64, 64) == (0, 0, 64, 64)
