@@ -86,6 +86,12 @@ def test_edit_with_mask_and_with_two_images(client: tuple[Server, openai.OpenAI]
     )
     assert two.size == "64x64" and len(two.data or []) == 1
 
+    with pytest.warns(DeprecationWarning):  # the SDK marks OpenAI's endpoint retired; ours works
+        varied = sdk.images.create_variation(
+            image=("v.png", source, "image/png"), n=1, size="64x64", extra_body={"steps": 1}
+        )
+    assert varied.size == "64x64" and (varied.data or [])[0].b64_json
+
 
 def test_streaming_with_partial_images(client: tuple[Server, openai.OpenAI]) -> None:
     _, sdk = client

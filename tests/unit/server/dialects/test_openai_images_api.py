@@ -239,6 +239,12 @@ def test_bearer_api_key_when_auth_is_on(tmp_path: Path, engine: Recorder) -> Non
         assert ok.status_code == 200, ok.text
         job = client.get("/api/queue/status", headers={"X-API-Key": key}).json()
         assert "txt2img" in json.dumps(job)  # queued as alice's own job
+        url = client.post(
+            "/v1/images/generations",
+            json={"prompt": "x", "response_format": "url"},
+            headers={"Authorization": f"Bearer {key}"},
+        ).json()["data"][0]["url"]
+        assert client.get(url).content[:4] == b"\x89PNG"  # a signed URL: no header needed
         for headers in ({"Authorization": "Bearer sk-wrong"}, {}):
             r = client.post("/v1/images/generations", json={"prompt": "x"}, headers=headers)
             assert r.status_code == 401
