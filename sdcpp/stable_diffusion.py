@@ -101,7 +101,8 @@ class StableDiffusion:
         Raises ModelLoadError naming each missing companion; if the planned load fails, the
         other method (model_path <-> diffusion_model_path) is tried, with a logged warning.
         """
-        from .plan import load_from_models_dir  # lazy: plan imports this module to load
+        # lazy: only this method needs the plan and the registry (CLI start-up time)
+        from .plan import load_from_models_dir
 
         sd: StableDiffusion = load_from_models_dir(
             name, models_dir=models_dir, data_dir=data_dir, loader=cls, **kwargs

@@ -41,7 +41,13 @@ evidence). ``raise_if_missing`` names each missing one and what would satisfy it
 
 from __future__ import annotations
 
-from ._load import load_from_models_dir, load_with_fallback, plan_from_registry
+from ._load import (
+    load_from_models_dir,
+    load_with_fallback,
+    missing_companions,
+    plan_from_registry,
+    requirements,
+)
 from ._plan import (
     ContextPlan,
     MissingCompanion,
@@ -79,10 +85,12 @@ __all__ = [
     "kind_tags",
     "load_from_models_dir",
     "load_with_fallback",
+    "missing_companions",
     "plan_for",
     "plan_from_registry",
     "raise_if_missing",
     "raise_if_unsupported",
+    "requirements",
     "spec_for",
     "spec_key",
 ]

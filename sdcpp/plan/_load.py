@@ -8,12 +8,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgument, ModelLoadError
+from ..registry import ModelNotFoundError, ModelRegistry
 from ..registry.model_types import ModelType
-from ._plan import ContextPlan, plan_for, raise_if_missing, raise_if_unsupported
+from ._plan import ContextPlan, companions_for, plan_for, raise_if_missing, raise_if_unsupported
 from ._table import COMPANION_SLOTS
 
 if TYPE_CHECKING:
-    from ..registry import ModelEntry, ModelRegistry
+    from ..registry import ModelEntry
 
 logger = logging.getLogger(__name__)
 
@@ -28,18 +29,15 @@ COMPANION_TYPES = (
 )
 
 
-def load_with_fallback(plan: ContextPlan, *, loader: Loader | None = None, **kwargs: Any) -> Any:
+def load_with_fallback(plan: ContextPlan, *, loader: Loader, **kwargs: Any) -> Any:
     """Load with the planned method; on ModelLoadError retry with the other one.
 
     Seed 002: "if loading with the detected method fails, the system attempts fallback
     loading". The retry is logged as a warning; if both fail, the first error is raised with
     the second's message appended. ``kwargs`` go to the loader and win over the plan's files.
-    ``loader`` defaults to ``StableDiffusion`` (tests pass a fake one).
+    ``loader`` is the class to construct (``StableDiffusion``, or a fake one in tests): the
+    plan never imports the engine, so it stays importable and cycle-free without it.
     """
-    if loader is None:
-        from ..stable_diffusion import StableDiffusion  # lazy: the plan itself needs no engine
-
-        loader = StableDiffusion
     first, other = plan.load_as, plan.other_method
     try:
         return loader(**{**plan.loader_kwargs(first), **kwargs})
@@ -64,8 +62,6 @@ def load_with_fallback(plan: ContextPlan, *, loader: Loader | None = None, **kwa
 def plan_from_registry(registry: ModelRegistry, name: str) -> ContextPlan:
     """Plan for the checkpoint or diffusion model ``name`` (id, relative path or name) with
     the registry's VAEs, text encoders and diffusion models as candidate companions."""
-    from ..registry import ModelNotFoundError
-
     try:
         entry = registry.get(name, type=MODEL_TYPES)
     except ModelNotFoundError:
@@ -88,10 +84,11 @@ def load_from_models_dir(
     *,
     models_dir: PathLike,
     data_dir: PathLike | None = None,
-    loader: Loader | None = None,
+    loader: Loader,
     **kwargs: Any,
 ) -> Any:
-    """What ``StableDiffusion.from_models_dir`` does: find, plan, check, load with fallback.
+    """What ``StableDiffusion.from_models_dir`` does (``loader=StableDiffusion``): find,
+    plan, check, load with fallback.
 
     Explicit companion keywords (``vae=``, ``t5xxl=``, ...) override the plan; other keywords
     go to the constructor and win over the plan's context settings. The result carries
@@ -100,8 +97,6 @@ def load_from_models_dir(
     for key in ("model", "diffusion_model"):
         if key in kwargs:
             raise InvalidArgument(f"from_models_dir chooses {key}= itself from the detection")
-    from ..registry import ModelRegistry  # lazy: the registry imports this package's hook
-
     plan = plan_from_registry(ModelRegistry(models_dir, data_dir=data_dir), name)
     overrides = {slot: kwargs.pop(slot) for slot in COMPANION_SLOTS if slot in kwargs}
     plan = plan.with_overrides(overrides)
@@ -120,6 +115,20 @@ def load_from_models_dir(
     sd.recommended = plan.defaults
     sd.plan = plan
     return sd
+
+
+def requirements(registry: ModelRegistry, name: str) -> list[str]:
+    """Companion slots model ``name`` needs beyond its own file (``[]`` when undetected)."""
+    detection = registry.detection(registry.get(name).id)
+    return [] if detection is None else list(companions_for(detection))
+
+
+def missing_companions(registry: ModelRegistry, name: str) -> list[str]:
+    """Required companion slots of ``name`` that no file in the registry's dir satisfies."""
+    entry = registry.get(name)
+    if not entry.type & MODEL_TYPES:
+        return []
+    return [m.slot for m in plan_from_registry(registry, entry.id).missing]
 
 
 def _undetected(entry: ModelEntry) -> Any:

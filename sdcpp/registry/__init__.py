@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .core import ModelRegistry, companions_for
+    from .core import ModelRegistry
     from .entries import DirectoryStatus, ModelEntry, Page, RefreshReport
     from .errors import AmbiguousModelError, ModelNotFoundError, RegistryError, UnsafePathError
     from .hashing import sha256_file
@@ -42,7 +42,6 @@ __all__ = [
     "RegistryError",
     "TypeInfo",
     "UnsafePathError",
-    "companions_for",
     "model_id",
     "sha256_file",
     "type_from_detection",
@@ -52,7 +51,7 @@ __all__ = [
 # Loaded on first use: ``sdcpp generate`` reads one cached digest through ``.hashing`` and must
 # not pay for the registry's other modules (~10 ms of a 1-second CLI run).
 _LAZY = {
-    **dict.fromkeys(("ModelRegistry", "companions_for"), ".core"),
+    "ModelRegistry": ".core",
     **dict.fromkeys(("DirectoryStatus", "ModelEntry", "Page", "RefreshReport"), ".entries"),
     **dict.fromkeys(
         ("AmbiguousModelError", "ModelNotFoundError", "RegistryError", "UnsafePathError"),

@@ -43,16 +43,6 @@ class _Record:
     detected: _Detected | None  # None for text files
 
 
-def companions_for(detection: Any) -> list[str]:
-    """Companion slots a detected model needs beyond its own file (``"vae"``, ``"t5xxl"``, ...).
-
-    Seed 002's requirement tables, as ``sdcpp.plan.ARCHITECTURES`` holds them.
-    """
-    from ..plan import companions_for as plan_companions  # lazy: the plan imports the registry
-
-    return plan_companions(detection)
-
-
 def _default_detector(path: Path) -> Any:
     from ..detect import detect  # lazy: listing must work even where detection is unavailable
 
@@ -219,20 +209,6 @@ class ModelRegistry:
         if record is None or record.detected is None:
             return None
         return record.detected.detection
-
-    def requirements(self, id_or_name: str) -> list[str]:
-        """Companion slots a model needs beyond its own file (``companions_for``)."""
-        detection = self.detection(id_or_name)
-        return [] if detection is None else list(companions_for(detection))
-
-    def missing_companions(self, id_or_name: str) -> list[str]:
-        """Required companion slots that no file in this models dir satisfies."""
-        entry = self.get(id_or_name)
-        if not entry.type & (ModelType.CHECKPOINT | ModelType.DIFFUSION_MODEL):
-            return []
-        from ..plan import plan_from_registry  # lazy: the plan imports the registry
-
-        return [m.slot for m in plan_from_registry(self, entry.id).missing]
 
     # -- hashing ----------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from ..errors import InvalidArgument, ModelLoadError
+from ..plan import plan_from_registry, requirements
 from ..registry import ModelEntry, ModelRegistry, ModelType, Page, type_from_detection
 from ..registry.errors import RegistryError
 
@@ -52,7 +53,7 @@ def describe(registry: ModelRegistry, name: str) -> dict[str, Any]:
     out: dict[str, Any] = {
         "model": entry.to_dict(),
         "detection": detection_dict(detection),
-        "requirements": registry.requirements(entry.id),
+        "requirements": requirements(registry, entry.id),
         "missing_companions": [],
         "plan": None,
     }
@@ -197,8 +198,6 @@ def stats(registry: ModelRegistry) -> dict[str, Any]:
 
 
 def _plan(registry: ModelRegistry, entry: ModelEntry) -> Any:
-    from ..plan import plan_from_registry  # lazy: the plan imports the registry
-
     return plan_from_registry(registry, entry.id)
 
 

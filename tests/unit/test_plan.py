@@ -25,15 +25,18 @@ from sdcpp.plan import (
     COMPANION_SLOTS,
     ContextPlan,
     RecommendedDefaults,
+    companions_for,
     kind_tags,
     load_from_models_dir,
     load_with_fallback,
+    missing_companions,
     plan_for,
     plan_from_registry,
     raise_if_missing,
     raise_if_unsupported,
+    requirements,
 )
-from sdcpp.registry import ModelRegistry, companions_for
+from sdcpp.registry import ModelRegistry
 
 # ---- tables the detection tests do not have ----------------------------------------------------
 
@@ -203,14 +206,14 @@ def test_flux_dev_resolves_16ch_vae_clip_l_and_t5_from_the_dir(flux_dir: Path) -
     assert plan.defaults.image_options() == {"cfg_scale": 1.0}
     assert plan.defaults.context_options() == {"keep_clip_on_cpu": True}
     # the registry's hooks answer from the same table
-    assert reg.requirements("flux1-dev") == ["vae", "clip_l", "t5xxl"]
-    assert reg.missing_companions("flux1-dev") == []
-    assert reg.missing_companions("ae") == []  # a VAE needs nothing
+    assert requirements(reg, "flux1-dev") == ["vae", "clip_l", "t5xxl"]
+    assert missing_companions(reg, "flux1-dev") == []
+    assert missing_companions(reg, "ae") == []  # a VAE needs nothing
 
 
 def test_missing_t5xxl_is_a_model_load_error_naming_it(flux_dir: Path) -> None:
     (flux_dir / "text_encoders/t5xxl/t5xxl_fp16.safetensors").unlink()
-    assert ModelRegistry(flux_dir).missing_companions("flux1-dev") == ["t5xxl"]
+    assert missing_companions(ModelRegistry(flux_dir), "flux1-dev") == ["t5xxl"]
     with pytest.raises(ModelLoadError) as info:
         StableDiffusion.from_models_dir("flux1-dev", models_dir=flux_dir)
     message = str(info.value)

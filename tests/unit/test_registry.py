@@ -517,23 +517,23 @@ def test_stats(reg: ModelRegistry) -> None:
     assert sum(t["bytes"] for t in stats["by_type"].values()) == stats["total"]["bytes"]
 
 
-def test_requirements_go_through_the_companions_hook(
+def test_requirements_come_from_the_plan_for_a_registry_model(
     reg: ModelRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert reg.requirements("dit") == [
-        "vae",
-        "clip_l",
-        "t5xxl",
-    ]  # honest: nothing is known beyond detection yet
+    """The registry only lists and detects; what a model needs is the plan's answer."""
+    from sdcpp import plan
+    from sdcpp.plan import _load
+
+    assert plan.requirements(reg, "dit") == ["vae", "clip_l", "t5xxl"]
     seen: list[Any] = []
 
     def companions(detection: Any) -> list[str]:
         seen.append(detection)
         return ["vae", "t5xxl"]
 
-    monkeypatch.setattr(core, "companions_for", companions)
-    assert reg.requirements("dit") == ["vae", "t5xxl"]
+    monkeypatch.setattr(_load, "companions_for", companions)
+    assert plan.requirements(reg, "dit") == ["vae", "t5xxl"]
     assert seen[0].id == "flux_dev"
-    assert reg.requirements("cat") == []  # text files have no detection
+    assert plan.requirements(reg, "cat") == []  # text files have no detection
     with pytest.raises(ModelNotFoundError):
-        reg.requirements("nope")
+        plan.requirements(reg, "nope")
