@@ -110,7 +110,10 @@ class ImageOptions(BaseModel):
             loras=tuple(LoraRef(name=x.name, weight=x.weight) for x in self.loras),
             strength=self.strength,
             output_format=self.output_format or "png",
-            output_quality=self.output_compression or 90,
+            # OpenAI's 0-100 (100: least compressed) is the encoder's quality, 1-100
+            output_quality=90
+            if self.output_compression is None
+            else max(1, self.output_compression),
             preview=bool(self.stream and self.partial_images),
             extra={"dialect": "openai"},
             **images,

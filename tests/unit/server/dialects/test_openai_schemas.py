@@ -27,6 +27,8 @@ def test_extras_and_size_reach_the_spec() -> None:
     assert (spec.width, spec.height, spec.batch_count, spec.steps) == (64, 96, 2, 3)
     assert spec.seed is None and spec.output_format == "jpeg" and spec.output_quality == 70
     assert spec.loras[0].name == "ink" and spec.loras[0].weight == 0.5
+    lowest = ImagesGenerateRequest(prompt="x", output_format="webp", output_compression=0)
+    assert lowest.to_spec().output_quality == 1  # not the default: 0 is a value
 
 
 def test_dg_serve_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
