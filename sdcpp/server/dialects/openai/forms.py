@@ -19,6 +19,7 @@ from typing import Any
 
 from PIL import Image, ImageOps
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from ....jobspec.limits import SIDE_STEP
@@ -56,6 +57,13 @@ async def read_form(request: Request) -> Form:
     ctype = request.headers.get("content-type", "")
     if not ctype.startswith("multipart/form-data"):
         raise FormError(None, "this endpoint takes multipart/form-data (image files and fields)")
+    try:
+        return await _parts(request)
+    except HTTPException as exc:  # Starlette's refusal of a malformed or oversized form
+        raise FormError(None, f"the multipart body was refused: {exc.detail}") from None
+
+
+async def _parts(request: Request) -> Form:
     fields: dict[str, Any] = {}
     images: list[bytes] = []
     mask: bytes | None = None

@@ -199,6 +199,12 @@ def test_edit_without_image_or_with_another_file(client: TestClient) -> None:
     assert r.status_code == 400 and r.json()["error"]["code"] == "unknown_parameter"
 
 
+def test_edit_too_many_files(client: TestClient) -> None:
+    files = [("image[]", (f"{i}.png", png(), "image/png")) for i in range(20)]
+    r = client.post("/v1/images/edits", data={"prompt": "x"}, files=files)
+    assert r.status_code == 400 and "Too many files" in r.json()["error"]["message"]
+
+
 def test_edit_needs_multipart(client: TestClient) -> None:
     r = client.post("/v1/images/edits", json={"prompt": "x"})
     assert r.status_code == 400 and "multipart" in r.json()["error"]["message"]
