@@ -155,6 +155,9 @@ def _refined(client: TestClient, engine: FakeEngine) -> None:
           "current_step": 5, "total_steps": 10}, True, (25.0, "initial generation")),
         ({"status": "processing", "phase": "decoding", "sampling_pass": 1}, True,
          (50.0, "upscaling")),
+        # an ESRGAN upscaler reports its tiles through the sampling callback
+        ({"status": "processing", "phase": "sampling", "sampling_pass": 1,
+          "current_step": 96, "total_steps": 192}, True, (50.0, "upscaling")),
         # the second pass with the same step count as the first: told by the pass, not steps
         ({"status": "processing", "phase": "sampling", "sampling_pass": 2,
           "current_step": 5, "total_steps": 10}, True, (75.0, "upscaling")),

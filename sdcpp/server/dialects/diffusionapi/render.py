@@ -44,7 +44,7 @@ def progress(view: dict[str, Any], params: dict[str, Any]) -> tuple[float, str]:
     """(percent, phase). With hires the first pass fills 0-50 and the second 50-100. The second
     pass is told by the job's live view: its phase is ``hires``, or it is the second
     ``sampling`` phase (``sampling_pass``), so equal step counts cannot confuse the two;
-    between them (decoding, the upscale) the figure stays at 50."""
+    between them (decoding, the ESRGAN upscale) the figure stays at 50."""
     status = view["status"]
     if status == "completed":
         return 100.0, "done"
@@ -60,9 +60,10 @@ def progress(view: dict[str, Any], params: dict[str, Any]) -> tuple[float, str]:
         return round(100 * fraction, 1) if sampling else 99.0, "generation"
     if phase == "hires" or passes >= 2:
         return round(50 + 50 * fraction, 1) if sampling else 99.0, "upscaling"
-    if phase == "sampling":
+    steps = int(params.get("steps") or 0) * int(params.get("batch_count") or 1)
+    if phase == "sampling" and total in (0, steps):
         return round(50 * fraction, 1), "initial generation"
-    return 50.0, "upscaling"
+    return 50.0, "upscaling"  # decoding, or the ESRGAN model's tiles (reported as steps)
 
 
 def refined(
