@@ -57,6 +57,8 @@ def error_response(exc: Exception) -> JSONResponse:
             message = f"Unknown parameter: '{param}'."
     elif status >= 500 and not isinstance(exc, ApiError | QueueFull):
         message = "internal server error"  # never leak internals
+    elif isinstance(exc, HTTPException):
+        message = str(exc.detail)
     else:
         message = getattr(exc, "message", None) or str(exc)
     kind = "invalid_request_error" if status < 500 else "server_error"
@@ -64,6 +66,8 @@ def error_response(exc: Exception) -> JSONResponse:
         "error": {"message": message, "type": kind, "param": param, "code": code}
     }
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, QueueFull) else None
+    if isinstance(exc, ApiError | HTTPException) and exc.headers:  # e.g. a drain's Retry-After
+        headers = dict(exc.headers)
     return JSONResponse(body, status_code=status, headers=headers)
 
 

@@ -48,3 +48,15 @@ def test_errors_render_openai_shape() -> None:
         ImagesGenerateRequest.model_validate({"prompt": "x", "bogus": 1})
     answer = error_response(unknown.value)
     assert answer.status_code == 400 and b'"code":"unknown_parameter"' in answer.body
+
+
+def test_errors_keep_their_headers_and_details() -> None:
+    from starlette.exceptions import HTTPException
+
+    from sdcpp.server.errors import shutting_down
+
+    drain = error_response(shutting_down(7))
+    assert drain.status_code == 503 and drain.headers["Retry-After"] == "7"
+    assert b'"code":"shutting_down"' in drain.body
+    gone = error_response(HTTPException(405, "not here"))
+    assert gone.status_code == 405 and b'"message":"not here"' in gone.body
