@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from sdcpp import _safetensors
 from sdcpp.server import Settings, create_app
 from sdcpp.server.auth import accounts
-from sdcpp.server.auth.store import AuthStore
+from sdcpp.server.auth import store as auth_store
 from sdcpp.server.auth.unix import SCOPE_KEY, PeerCredentials
 
 PASSWORD = "correct horse battery"
@@ -37,7 +37,7 @@ def _settings(tmp_path: Path, auth: str, **kw: Any) -> Settings:
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
     settings = _settings(tmp_path, "jwt,api-key", login_max_failures=3)
-    with AuthStore(settings.database_path) as store:  # as `sdcpp users add` would, beforehand
+    with auth_store.open_auth_store(settings) as store:  # as `sdcpp users add`, before
         accounts.add_user(store, "alice", "user", PASSWORD)
         accounts.add_user(store, "bob", "user", PASSWORD)
         accounts.add_user(store, "root", "admin", PASSWORD)

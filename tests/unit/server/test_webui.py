@@ -19,7 +19,7 @@ from sdcpp import _safetensors
 from sdcpp.errors import InvalidArgument
 from sdcpp.server import Settings, create_app
 from sdcpp.server.auth import accounts
-from sdcpp.server.auth.store import AuthStore
+from sdcpp.server.auth import store as auth_store
 from sdcpp.server.settings import Settings as SettingsClass
 from sdcpp.server.webui import IMMUTABLE, content_hash, find_webui_dir
 
@@ -33,7 +33,7 @@ def _client(tmp_path: Path, **kw: Any) -> TestClient:
     _safetensors.save(models / "tiny.safetensors", {"x": np.zeros(2, np.float16)})
     settings = Settings(data_dir=tmp_path / "data", shutdown_grace=0.5, **kw)
     if settings.auth_methods != ("none",):
-        with AuthStore(settings.database_path) as store:
+        with auth_store.open_auth_store(settings) as store:
             accounts.add_user(store, "alice", "user", PASSWORD)
     return TestClient(create_app(settings, engine=FakeEngine()))
 
