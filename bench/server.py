@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import httpx2 as httpx
 import numpy as np
 
+from . import a1111
 from .baselines import build_sd_server
 from .cancel import cancels
 from .events import FINAL, JobEvents
@@ -329,7 +330,7 @@ def control_plane(bench: Bench, s: Servers, rate: float = 200, seconds: float = 
     """
     assert s.ours is not None and s.theirs is not None and s.events is not None
     steps = 80  # long enough (> 8 s here) to outlast the load window
-    paths = ["/api/health", "/api/queue/status"]
+    paths = ["/api/health", "/api/queue/status", "/sdapi/v1/progress"]
     ours: dict[str, list[float]] = {p: [] for p in paths}
     theirs: list[float] = []
     ours_errors = theirs_errors = 0
@@ -410,6 +411,7 @@ def server_rows(bench: Bench, model: Path) -> None:
         servers.start()
         servers.warm_up()
         overhead(bench, servers)
+        a1111.txt2img_wall(bench, servers)
         sequence(bench, servers)
         control_plane(bench, servers)
         cancels(bench, servers)  # last on this server: its RSS is measured around them
