@@ -9,6 +9,7 @@ import json
 import time
 from typing import Any
 
+from asgi_call import call
 from openai_fakes import Recorder, last_params, png
 from PIL import Image
 from starlette.testclient import TestClient
@@ -54,32 +55,9 @@ def test_stream_edit_events_and_failure(client: TestClient) -> None:
 
 
 def test_stream_client_leaving_cancels_the_job(client: TestClient) -> None:
-    body = json.dumps({"prompt": "__slow__", "stream": True, "partial_images": 1}).encode()
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-        "scheme": "http", "path": "/v1/images/generations", "raw_path": b"/v1/images/generations",
-        "query_string": b"", "root_path": "", "client": ("127.0.0.1", 5), "server": ("t", 80),
-        "headers": [(b"host", b"t"), (b"content-type", b"application/json")],
-    }  # fmt: skip
-    status: list[int] = []
-    sent = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        import anyio
-
-        await anyio.sleep(0.5)  # the client reads a little, then goes away
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            status.append(message["status"])
-
-    client.portal.call(client.app, scope, receive, send)  # type: ignore[union-attr]
-    assert status == [200]
+    body = {"prompt": "__slow__", "stream": True, "partial_images": 1}
+    status, _ = call(client, "POST", "/v1/images/generations", {}, body)
+    assert status == 200  # the stream began; then its client went away
     store = client.app.state.jobs.store  # type: ignore[attr-defined]
     deadline = time.monotonic() + 10
     while (job := store.list(limit=1)[0]).status != "cancelled":
