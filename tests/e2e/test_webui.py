@@ -11,8 +11,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import zipfile
@@ -25,40 +23,22 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from .test_serve import free_port
+from .test_auth_serve import Serve
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-PASSWORD = "web-ui-Pass-1"
 PAGES = ("generate", "queue", "gallery", "models")
 DONE = 240_000  # ms: a shared CI machine may take seconds per step even for 64x64
 
 
-class UIServer:
-    """``sdcpp serve`` on a free port with extra flags (``--auth jwt`` ...)."""
+class UIServer(Serve):
+    """``sdcpp serve`` on a free port with extra flags, once its worker is ready too."""
 
     def __init__(self, data_dir: Path, *args: str) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        script = shutil.which("sdcpp") or str(Path(sys.executable).with_name("sdcpp"))
-        env = {**os.environ, "SDCPP_TEST_HOOKS": "1", "SDCPP_THREADS": "2"}
-        argv = [script, "serve", "--port", str(self.port), "--data-dir", str(data_dir), *args]
-        self.proc = subprocess.Popen(argv, env=env)
+        super().__init__(data_dir, *args)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert self.proc.poll() is None, "server exited during start-up"
+        while httpx.get(f"{self.url}/readyz", timeout=5).status_code != 200:
+            assert time.monotonic() < deadline, "the worker did not become ready"
             time.sleep(0.2)
-        raise AssertionError("server did not become ready")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=60)
 
 
 def _data_dir(root: Path, tiny_path: Path) -> Path:
@@ -212,6 +192,33 @@ def test_reuse_settings_from_a_gallery_image(ui: Watched, server: UIServer) -> N
     assert not ui.errors, ui.errors
 
 
+def test_a_dropped_sdcpp_png_offers_its_settings(
+    ui: Watched, server: UIServer, tmp_path: Path
+) -> None:
+    job = {"prompt": "a png that remembers", "negative_prompt": "noise", "width": 64}
+    job_id = httpx.post(
+        f"{server.url}/api/generate/text2img", json={**job, "height": 64, "steps": 1, "seed": 11}
+    ).json()["job_id"]
+    deadline = time.monotonic() + DONE / 1000
+    while (view := httpx.get(f"{server.url}/api/queue/job/{job_id}").json())["status"] not in (
+        "completed",
+        "failed",
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    png = tmp_path / "made-by-sdcpp.png"
+    png.write_bytes(httpx.get(f"{server.url}{view['outputs'][0]}").content)
+    page = _open(ui, f"{server.url}/ui/")
+    page.click("#kind-tabs [data-kind=img2img]")
+    page.set_input_files("#image-file", str(png))
+    expect(page.locator("#image-reuse")).to_be_visible()
+    page.locator("#image-reuse button").click()
+    expect(page.locator("#f-prompt")).to_have_value("a png that remembers")
+    expect(page.locator("#f-negative_prompt")).to_have_value("noise")
+    expect(page.locator("#f-seed")).to_have_value("11")
+    assert not ui.errors, ui.errors
+
+
 def test_cancel_a_running_job(ui: Watched, server: UIServer) -> None:
     page = _open(ui, f"{server.url}/ui/")
     _fill_fast(page, "a long one", steps=150)
@@ -343,62 +350,3 @@ def test_theme_toggle_overrides_the_system(ui: Watched, server: UIServer) -> Non
     assert background == "rgb(17, 19, 24)"
     page.reload()
     assert page.evaluate("document.documentElement.dataset.theme") == "dark"  # remembered
-
-
-@pytest.fixture(scope="module")
-def auth_server(tmp_path_factory: pytest.TempPathFactory, tiny_path: Path) -> Iterator[UIServer]:
-    data = _data_dir(tmp_path_factory.mktemp("webui-auth"), tiny_path)
-    script = shutil.which("sdcpp") or str(Path(sys.executable).with_name("sdcpp"))
-    subprocess.run(
-        [script, "users", "add", "alice", "--data-dir", str(data), "--password-stdin"],
-        input=f"{PASSWORD}\n".encode(),
-        check=True,
-    )
-    srv = UIServer(data, "--auth", "jwt,api-key")
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-def test_login_live_updates_and_logout_with_auth_on(
-    browser: Browser, auth_server: UIServer
-) -> None:
-    for live in ("websocket", "sse"):
-        context = browser.new_context()
-        try:
-            page = context.new_page()
-            query = "?live=sse" if live == "sse" else ""
-            page.goto(f"{auth_server.url}/ui/{query}")
-            expect(page.locator("#login-dialog")).to_be_visible()
-            page.fill("#login-username", "alice")
-            page.fill("#login-password", PASSWORD)
-            page.click("#login-form button[type=submit]")
-            page.wait_for_selector("body[data-ready=true]", timeout=20000)
-            expect(page.locator("#user-name")).to_contain_text("alice")
-            expect(page.locator("#status-text")).to_contain_text(f"updates: {live}")
-            cookie = next(c for c in context.cookies() if c["name"] == "sdcpp_session")
-            assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
-            assert page.evaluate("document.cookie") == ""  # scripts never see the token
-            _fill_fast(page, f"signed in over {live}")
-            page.click("#generate")
-            # the live road (not a poll) carries the progress: it is the only road open
-            expect(page.locator("#progress-text")).to_contain_text("completed", timeout=DONE)
-            expect(page.locator("#progress-result img")).to_have_count(1)
-            if live == "websocket":  # the account page: an API key, shown once, then listed
-                page.click("#nav-account")
-                page.fill("#key-name", "from the browser")
-                page.click("#key-form button[type=submit]")
-                expect(page.locator("#key-new")).to_contain_text("sdk_", timeout=10000)
-                expect(page.locator("#keys-body")).to_contain_text("from the browser")
-                key = page.locator("#key-new").inner_text()
-                me = httpx.get(f"{auth_server.url}/api/auth/me", headers={"X-API-Key": key})
-                assert me.json()["user"]["username"] == "alice"
-                page.screenshot(path=str(_shots_dir() / "account-light-desktop.png"))
-            page.click("#logout")
-            expect(page.locator("#login-dialog")).to_be_visible()
-            assert not [c for c in context.cookies() if c["name"] == "sdcpp_session"]
-            page.reload()
-            expect(page.locator("#login-dialog")).to_be_visible()  # signed out for good
-        finally:
-            context.close()

@@ -14,7 +14,7 @@ import { initModelPick } from "./modelpick.js";
 import { initModels, renderModels } from "./models.js";
 import { initQueue } from "./queue.js";
 import { initStatus } from "./status.js";
-import { jobs, on } from "./state.js";
+import { dropJob, jobs, on } from "./state.js";
 import { initTheme, toggleTheme } from "./theme.js";
 
 const PAGES = ["generate", "queue", "gallery", "models", "account"];
@@ -75,7 +75,10 @@ async function boot() {
   await initAuth();
   await start();
   on("signed-in", () => { jobs.clear(); start(); });
-  on("signed-out", () => { stopLive(); jobs.clear(); });
+  on("signed-out", () => { // nothing of the last user stays on screen
+    stopLive();
+    for (const id of [...jobs.keys()]) dropJob(id);
+  });
   document.body.dataset.ready = "true";
   performance.mark("sdcpp-ready"); // time-to-interactive, read by the browser tests
 }

@@ -1,0 +1,81 @@
+"""The web UI with ``--auth jwt,api-key`` in a real browser: the login form, the HttpOnly
+session cookie, live updates over WebSocket and SSE while signed in, the account page, and
+logout (see test_webui.py for the server and browser fixtures)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+from playwright.sync_api import Browser, expect
+
+from .test_webui import DONE, UIServer, _data_dir, _fill_fast, _shots_dir, browser  # noqa: F401  (fixture)
+
+PASSWORD = "web-ui-Pass-1"
+
+
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory: pytest.TempPathFactory, tiny_path: Path) -> Iterator[UIServer]:
+    data = _data_dir(tmp_path_factory.mktemp("webui-auth"), tiny_path)
+    script = shutil.which("sdcpp") or str(Path(sys.executable).with_name("sdcpp"))
+    subprocess.run(
+        [script, "users", "add", "alice", "--data-dir", str(data), "--password-stdin"],
+        input=f"{PASSWORD}\n".encode(),
+        check=True,
+    )
+    srv = UIServer(data, "--auth", "jwt,api-key")
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_login_live_updates_and_logout_with_auth_on(
+    browser: Browser,  # noqa: F811  (the fixture)
+    auth_server: UIServer,
+) -> None:
+    for live in ("websocket", "sse"):
+        context = browser.new_context()
+        try:
+            page = context.new_page()
+            query = "?live=sse" if live == "sse" else ""
+            page.goto(f"{auth_server.url}/ui/{query}")
+            expect(page.locator("#login-dialog")).to_be_visible()
+            page.fill("#login-username", "alice")
+            page.fill("#login-password", PASSWORD)
+            page.click("#login-form button[type=submit]")
+            page.wait_for_selector("body[data-ready=true]", timeout=20000)
+            expect(page.locator("#user-name")).to_contain_text("alice")
+            expect(page.locator("#status-text")).to_contain_text(f"updates: {live}")
+            cookie = next(c for c in context.cookies() if c["name"] == "sdcpp_session")
+            assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+            assert page.evaluate("document.cookie") == ""  # scripts never see the token
+            _fill_fast(page, f"signed in over {live}")
+            page.click("#generate")
+            # the live road (not a poll) carries the progress: it is the only road open
+            expect(page.locator("#progress-text")).to_contain_text("completed", timeout=DONE)
+            expect(page.locator("#progress-result img")).to_have_count(1)
+            if live == "websocket":  # the account page: an API key, shown once, then listed
+                page.click("#nav-account")
+                page.fill("#key-name", "from the browser")
+                page.click("#key-form button[type=submit]")
+                expect(page.locator("#key-new")).to_contain_text("sdk_", timeout=10000)
+                expect(page.locator("#keys-body")).to_contain_text("from the browser")
+                key = page.locator("#key-new").inner_text()
+                me = httpx.get(f"{auth_server.url}/api/auth/me", headers={"X-API-Key": key})
+                assert me.json()["user"]["username"] == "alice"
+                page.screenshot(path=str(_shots_dir() / "account-light-desktop.png"))
+            expect(page.locator("#gallery-grid li")).not_to_have_count(0)
+            page.click("#logout")
+            expect(page.locator("#login-dialog")).to_be_visible()
+            expect(page.locator("#gallery-grid li")).to_have_count(0)  # none of alice's stays
+            assert not [c for c in context.cookies() if c["name"] == "sdcpp_session"]
+            page.reload()
+            expect(page.locator("#login-dialog")).to_be_visible()  # signed out for good
+        finally:
+            context.close()
