@@ -176,7 +176,10 @@ def test_reuse_settings_from_a_gallery_image(ui: Watched, server: UIServer) -> N
     page.wait_for_selector("body[data-ready=true]")
     page.fill("#f-prompt", "")
     page.goto(f"{server.url}/ui/#gallery")
+    page.locator("#gallery-filter").fill("no such words anywhere")
+    expect(page.locator("#gallery-grid .thumb")).to_have_count(0)
     page.locator("#gallery-filter").fill("reuse me")
+    expect(page.locator("#gallery-grid .thumb")).to_have_count(1)
     with page.expect_download() as download:  # the filtered images, zipped in the page
         page.click("#gallery-zip")
     with zipfile.ZipFile(download.value.path()) as archive:

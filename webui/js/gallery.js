@@ -23,9 +23,16 @@ function collect() {
   return out;
 }
 
+// Filter by words of the prompt or the PNG parameters (so "tiny" finds Model: tiny) and age.
 function filtered() {
   const q = $("#gallery-filter").value.trim().toLowerCase();
-  return q ? items.filter((it) => (it.job.prompt || "").toLowerCase().includes(q)) : items;
+  const days = Number($("#gallery-age").value);
+  const since = days ? Date.now() / 1000 - days * 86400 : 0;
+  return items.filter((it) => {
+    if (since && (it.job.end_time || 0) < since) return false;
+    if (!q) return true;
+    return `${it.job.prompt || ""}\n${paramsOf(it).text}`.toLowerCase().includes(q);
+  });
 }
 
 function render() {
@@ -147,6 +154,7 @@ export function initGallery() {
   on("job", (job) => { if (job.status === "completed") later(); });
   on("job-removed", later);
   $("#gallery-filter").addEventListener("input", later);
+  $("#gallery-age").addEventListener("change", later);
   $("#viewer-prev").addEventListener("click", () => step(-1));
   $("#viewer-next").addEventListener("click", () => step(1));
   $("#viewer-close").addEventListener("click", () => $("#viewer").close());
