@@ -56,6 +56,18 @@ def _check_hires(req: Txt2ImgRequest) -> None:
         raise ValueError("refiner_checkpoint: this engine has no second-model refiner pass")
 
 
+def _check_scripts(req: Txt2ImgRequest) -> None:
+    """A1111 answers 422 for a script it does not have; there are none here (``/scripts``).
+    An always-on script sent switched off (``args`` empty or starting with false, as webuiapi
+    and SillyTavern send ADetailer/ControlNet when unused) changes nothing and passes."""
+    if req.script_name:
+        raise ApiError(422, "INVALID_PARAMETERS", f"Script '{req.script_name}' not found")
+    for name, value in (req.alwayson_scripts or {}).items():
+        args = value.get("args", []) if isinstance(value, dict) else []
+        if args and args[0] is not False:
+            raise ApiError(422, "INVALID_PARAMETERS", f"always on script {name} not found")
+
+
 async def wait_for(request: Request, job_id: str, events: asyncio.Queue[Any]) -> Any:
     """The job once finished; None (after cancelling it) if the client went away."""
     jobs = request.app.state.jobs
@@ -102,6 +114,7 @@ async def run(request: Request, req: Txt2ImgRequest) -> tuple[Outcome, Any]:
         options.settings_for, dialect, registry, owner, req.override_settings, app.settings.model
     )
     req.sampler()  # unknown names: refused before anything is queued
+    _check_scripts(req)
     hires = init = mask = paste = None
     if isinstance(req, Img2ImgRequest):
         init, mask, req.width, req.height, paste = await run_in_threadpool(

@@ -151,7 +151,8 @@ def to_spec(
         sampler=sampler.value if sampler is not None else None,
         scheduler=scheduler.value if scheduler is not None else None,
         batch_count=req.batch_size,
-        clip_skip=req.clip_skip if req.clip_skip is not None else settings.clip_skip,
+        # 1 is A1111's "no skip": the model's own default then (SD 2.x skips one by design)
+        clip_skip=req.clip_skip if req.clip_skip and req.clip_skip > 1 else settings.clip_skip,
         eta=req.eta,
         init_image=init_image,
         mask_image=mask_image,

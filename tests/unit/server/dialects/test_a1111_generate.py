@@ -307,3 +307,15 @@ def test_crop_region_keeps_the_aspect_inside_the_image() -> None:
     x1, y1, x2, y2 = box
     assert x2 - x1 == y2 - y1 and x1 <= 98 and x2 >= 112 and x2 <= 128 and y1 >= 0
     assert inputs.crop_region(Image.new("L", (64, 64), 0), 4, 64, 64) == (0, 0, 64, 64)
+
+
+def test_scripts_are_refused_unless_switched_off(client: TestClient, engine: FakeEngine) -> None:
+    r = txt2img(client, script_name="x/y/z plot")
+    assert r.status_code == 422 and "not found" in r.json()["detail"] and not engine.runs
+    r = txt2img(client, alwayson_scripts={"ADetailer": {"args": [True, {"ad_model": "face"}]}})
+    assert r.status_code == 422
+    off = {"ADetailer": {"args": [False]}, "ControlNet": {"args": []}}
+    assert txt2img(client, alwayson_scripts=off, clip_skip=1).status_code == 200
+    assert "clip_skip" not in params(engine)  # 1 = no skip: the model's default
+    txt2img(client, clip_skip=2)
+    assert params(engine)["clip_skip"] == 2
