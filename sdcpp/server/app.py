@@ -121,12 +121,22 @@ def create_app(
         state.metrics.bind(state)
         state.openapi = build_openapi(
             app.routes,
-            {**native.BODIES, **images.BODIES, **models.BODIES, **auth_api.BODIES},
+            {
+                **native.BODIES,
+                **images.BODIES,
+                **models.BODIES,
+                **auth_api.BODIES,
+                **openai_api.BODIES,
+                **diffusionapi.BODIES,
+                **lightdiffusion.BODIES,
+                **a1111_api.BODIES,
+            },
             access=access_of,
         )
         try:
             yield
         finally:
+            lightdiffusion.close(state)
             state.jobs.stop()
             state.engine.stop()
             state.store.close()

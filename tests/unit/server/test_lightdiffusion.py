@@ -294,6 +294,25 @@ def test_loglevel_writes_the_server_log(
     assert logger.level == logging.INFO
 
 
+def test_an_ended_app_leaves_no_log_file_behind_in_the_process(
+    tmp_path: Path, engine: FakeEngine
+) -> None:
+    """Two apps one after the other in one process (tests, embedding): the first one's log
+    file is detached at its shutdown, so the second app's lines go only into its own file
+    and a removed first data dir breaks nothing (schemathesis found the 500 this caused)."""
+    first, second = tmp_path / "one", tmp_path / "two"
+    with _client(first, engine) as c:
+        assert c.post("/api/generate", json={**BASE, "num_images": 1}).status_code == 200
+    first_log = first / "data" / "logs" / "server.log"
+    before = first_log.read_text()
+    logger = logging.getLogger("sdcpp.server.dialects.lightdiffusion")
+    assert not [h for h in logger.handlers if str(first) in getattr(h, "baseFilename", "")]
+    with _client(second, FakeEngine()) as c:
+        assert c.post("/api/generate", json={**BASE, "num_images": 1}).status_code == 200
+        assert "batch job" in (second / "data" / "logs" / "server.log").read_text()
+    assert "batch job" in before and first_log.read_text() == before
+
+
 def test_knobs_from_env() -> None:
     assert BatchSettings.from_env({}) == BatchSettings(4, 0.5, False, "DEBUG")
     knobs = {"LD_MAX_BATCH_SIZE": "8", "LD_BATCH_TIMEOUT": "1", "LD_BATCH_WAIT_SINGLETONS": "1"}

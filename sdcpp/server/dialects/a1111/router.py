@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -310,3 +311,13 @@ def routes() -> list[BaseRoute]:
         route.app = render.A1111Guard(route.app, route.path)  # guard_routes leaves it be
         routes.append(route)
     return routes
+
+
+# (method, route path) -> JSON request body, for the OpenAPI document
+BODIES: dict[tuple[str, str], type[BaseModel]] = {
+    ("POST", PREFIX + "/txt2img"): Txt2ImgRequest,
+    ("POST", PREFIX + "/img2img"): Img2ImgRequest,
+    ("POST", PREFIX + "/extra-single-image"): ExtrasSingleImageRequest,
+    ("POST", PREFIX + "/extra-batch-images"): ExtrasBatchImagesRequest,
+    ("POST", PREFIX + "/png-info"): PNGInfoRequest,
+}

@@ -9,6 +9,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -196,3 +197,7 @@ def routes() -> list[BaseRoute]:
         Route("/txt2img", _seed_errors(txt2img), methods=["POST"]),
         Route("/queue/{job_id:str}", _seed_errors(queue)),
     ]
+
+
+# (method, route path) -> JSON request body, for the OpenAPI document
+BODIES: dict[tuple[str, str], type[BaseModel]] = {("POST", "/txt2img"): Txt2ImgRequest}

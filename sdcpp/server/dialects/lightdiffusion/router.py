@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -58,6 +59,16 @@ def _log_to_file(data_dir: Path, level: str) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger.addHandler(handler)
     _FILE_HANDLERS[str(path)] = handler
+
+
+def close(state: Any) -> None:
+    """At app shutdown: detach this app's log file from the (process-wide) dialect logger, so
+    a later app in the same process neither writes into it nor fails on its removed folder."""
+    path = str(Path(state.settings.data_dir) / "logs" / "server.log")
+    handler = _FILE_HANDLERS.pop(path, None)
+    if handler is not None:
+        logging.getLogger(LOGGER).removeHandler(handler)
+        handler.close()
 
 
 def batcher_of(request: Request) -> Batcher:
@@ -143,3 +154,7 @@ def routes() -> list[BaseRoute]:
         Route("/api/telemetry", _seed_errors(telemetry)),
         Route("/api/generate", _seed_errors(generate), methods=["POST"]),
     ]
+
+
+# (method, route path) -> JSON request body, for the OpenAPI document
+BODIES: dict[tuple[str, str], type[BaseModel]] = {("POST", "/api/generate"): GenerateRequest}

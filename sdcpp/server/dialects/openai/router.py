@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -208,3 +209,10 @@ def routes() -> list[BaseRoute]:
     for route in table:
         route.app = OpenAIGuard(route.app, route.path)
     return list(table)
+
+
+# (method, route path) -> JSON request body, for the OpenAPI document (edits and variations
+# are multipart forms, as the SDK sends them)
+BODIES: dict[tuple[str, str], type[BaseModel]] = {
+    ("POST", "/v1/images/generations"): ImagesGenerateRequest,
+}
