@@ -14,7 +14,7 @@ import re
 import warnings
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from .._pngmeta import png_bytes
 from .._safetensors import atomic_write
@@ -59,7 +59,7 @@ def _unreadable(raw: bytes, exc: Exception) -> str:
     ``<_io.BytesIO object at 0x...>``, which means nothing to a client)."""
     if not raw:
         return "empty image data"
-    if isinstance(exc, Image.UnidentifiedImageError):
+    if isinstance(exc, UnidentifiedImageError):
         return f"not a PNG, JPEG or WebP image ({len(raw)} bytes of unknown format)"
     return f"a damaged or truncated image ({type(exc).__name__})"
 
