@@ -60,6 +60,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "its worker (default 0: never)",
     )
     serve.add_argument(
+        "--worker-memory-mb",
+        type=int,
+        help="address-space limit of the worker process (RLIMIT_AS): a job needing more fails "
+        "with 'out of memory' and the worker restarts (default 0: no limit)",
+    )
+    serve.add_argument(
         "--max-crashes", type=int, help="worker crashes before a job fails for good (default 2)"
     )
     serve.add_argument("--webui-dir", help="serve the web UI from this folder (development)")
@@ -138,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
             "shutdown_grace",
             "job_timeout",
             "max_crashes",
+            "worker_memory_mb",
             "database_url",
             "log_level",
             "log_file",

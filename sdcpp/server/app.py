@@ -57,6 +57,7 @@ def default_engine(settings: Settings) -> Any:
         "max_loaded_models": settings.max_loaded_models,
         "model_memory_mb": settings.model_memory_mb,
         "keep_alive": settings.keep_alive,
+        "memory_mb": settings.worker_memory_mb,
     }
     return EngineClient(worker, cancel_grace=settings.cancel_grace)
 

@@ -13,6 +13,7 @@ code (the worker's ``failed.code``), so a failure answers the same status on eve
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from typing import Any
@@ -61,7 +62,8 @@ EXCEPTION_TABLE: list[tuple[type[BaseException], int, str]] = [
     (lib.SdcppError, 500, "INTERNAL_ERROR"),
 ]
 # Codes a job can end with that no exception above carries (the dispatcher's own).
-_JOB_CODES = {"TIMEOUT": 504}
+_JOB_CODES = {"TIMEOUT": 504, "INSUFFICIENT_STORAGE": 507}
+DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)  # a full disk or quota: 507, not 500
 
 _HTTP_CODES = {
     400: "INVALID_PARAMETERS",
@@ -122,6 +124,8 @@ def lookup(exc: BaseException) -> tuple[int, str, str]:
         return exc.status, exc.code, exc.message
     if isinstance(exc, HTTPException):
         return exc.status_code, _HTTP_CODES.get(exc.status_code, "HTTP_ERROR"), str(exc.detail)
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+        return 507, "INSUFFICIENT_STORAGE", "the server's disk is full; nothing was stored"
     status, code = _lookup(exc)
     if isinstance(exc, ValidationError):
         return status, code, _validation_message(exc)

@@ -43,6 +43,9 @@ class Settings:
     # SIGTERM: seconds the running job may take to finish before it is cancelled and re-queued
     shutdown_grace: float = 10.0
     job_timeout: float = 0.0  # a running job silent this many seconds is killed (0: never)
+    # address-space limit of the worker process in MiB (RLIMIT_AS; 0: none): a job that needs
+    # more fails with "out of memory" and the worker restarts, instead of the machine swapping
+    worker_memory_mb: int = 0
     lease_seconds: float = 30.0  # a running job's lease; renewed every third of it
     # postgresql://user:pass@host/db: the job queue in PostgreSQL (pgstore.py), shared by
     # several processes; None: SQLite in {data_dir}/sdcpp.db (zero setup, the default)
@@ -169,8 +172,10 @@ class Settings:
             raise InvalidArgument("database must be a postgresql:// URL (default: SQLite)")
         if self.max_loaded_models < 1:
             raise InvalidArgument("max_loaded_models must be at least 1")
-        if self.model_memory_mb < 0 or self.keep_alive < 0:
-            raise InvalidArgument("model_memory_mb and keep_alive cannot be negative")
+        if self.model_memory_mb < 0 or self.keep_alive < 0 or self.worker_memory_mb < 0:
+            raise InvalidArgument(
+                "model_memory_mb, worker_memory_mb and keep_alive cannot be negative"
+            )
         if self.threads is not None and self.threads < 1:
             raise InvalidArgument("threads must be at least 1")
         auth_methods(self.auth)

@@ -15,6 +15,7 @@ copy locks held by other threads). Nothing here is imported by the server proces
 from __future__ import annotations
 
 import contextlib
+import errno
 import faulthandler
 import logging
 import os
@@ -57,12 +58,16 @@ ERROR_CODES: tuple[tuple[type[BaseException], str], ...] = (
 )
 Queued = protocol.Run | protocol.Load | protocol.Unload
 ORPHAN_GRACE = 5.0  # seconds a job may run on after the server went away
+# The engine's lines when an allocation fails; the error it raises then only names the step.
+ALLOCATION_FAILED = ("insufficient memory", "failed to allocate")
+MEMORY_LIMIT_ENV = "SDCPP_WORKER_MEMORY_LIMIT_MB"
 
 
 def worker_main(conn: Connection, settings: dict[str, Any]) -> None:
     """Entry point of the worker process. ``settings``: ``env`` (variables to set first),
     ``nice`` and ``idle_priority`` (of the engine thread), the model cache's
-    ``max_loaded_models``, ``model_memory_mb`` and ``keep_alive`` (seconds), and ``n_threads``
+    ``max_loaded_models``, ``model_memory_mb`` and ``keep_alive`` (seconds), ``memory_mb`` (the
+    process's address-space cap, ``limit_memory``), and ``n_threads``
     and other StableDiffusion keywords used when a job leaves them out."""
     settings = dict(settings)
     for key, value in (settings.pop("env", None) or {}).items():
@@ -70,7 +75,20 @@ def worker_main(conn: Connection, settings: dict[str, Any]) -> None:
     # Ctrl-C in a terminal reaches the whole process group; the server decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     faulthandler.enable()  # a segfault leaves a Python traceback on stderr
+    limit_memory(int(settings.pop("memory_mb", None) or 0))
     Worker(conn, settings).serve()
+
+
+def limit_memory(megabytes: int) -> None:
+    """Cap this process's address space (``--worker-memory-mb``; 0: no cap): an allocation
+    past it fails here (a failed job, or a crash the server records) instead of the machine
+    swapping or the kernel's OOM killer choosing a victim."""
+    if megabytes > 0:
+        import resource
+
+        limit = megabytes * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        os.environ[MEMORY_LIMIT_ENV] = str(megabytes)  # for the failure message
 
 
 class _Job:
@@ -79,6 +97,7 @@ class _Job:
         self.started = time.perf_counter()
         self.cancel_requested = threading.Event()
         self.engine: StableDiffusion | None = None  # set while generate() runs
+        self.allocation_failure: str | None = None  # the engine's first "out of memory" line
 
 
 class Worker:
@@ -123,6 +142,7 @@ class Worker:
         root = logging.getLogger()
         root.addHandler(handler)
         root.setLevel(level)
+        logging.getLogger("sdcpp.native").addFilter(self._note_allocation_failure)
         threading.Thread(target=self._receive, name="sdcpp-worker-receiver", daemon=True).start()
         self.send(protocol.Ready(pid=os.getpid()))
         try:
@@ -215,7 +235,7 @@ class Worker:
         except Cancelled:
             final = protocol.Cancelled(job_id=run.job_id)
         except Exception as exc:
-            final = _failure(run.job_id, exc)
+            final = _failure(run.job_id, exc, job.allocation_failure)
         finally:
             with self._state_lock:
                 self._current = None
@@ -428,6 +448,14 @@ class Worker:
         }
         return protocol.Done(job_id=run.job_id, outputs=outputs, result=dict(result))
 
+    def _note_allocation_failure(self, record: logging.LogRecord) -> bool:
+        job = self._current  # a plain read: this runs inside native log callbacks
+        if job is not None and job.allocation_failure is None:
+            text = record.getMessage()
+            if any(s in text for s in ALLOCATION_FAILED):
+                job.allocation_failure = text.split(" - ", 1)[-1].strip()
+        return True
+
     def _forwardable(self, record: logging.LogRecord) -> bool:
         """A cancelled generation makes the engine log "generation cancelled" and "sampling
         failed": that is the cancel working, not something for the server's error log."""
@@ -436,11 +464,28 @@ class Worker:
         return not (cancelling and record.name == "sdcpp.native")
 
 
-def _failure(job_id: str, exc: Exception) -> protocol.Failed:
+def _failure(job_id: str, exc: Exception, allocation_failure: str | None = None) -> protocol.Failed:
+    if isinstance(exc, MemoryError) or allocation_failure:
+        return protocol.Failed(job_id=job_id, error=_out_of_memory(allocation_failure), code=OOM)
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+        message = f"the disk is full: {os.strerror(exc.errno or 0).lower()} writing the outputs"
+        return protocol.Failed(job_id=job_id, error=message, code="INSUFFICIENT_STORAGE")
     code = next((c for t, c in ERROR_CODES if isinstance(exc, t)), "INTERNAL_ERROR")
     if code == "INTERNAL_ERROR":
         logger.exception("request %s failed", job_id)
     return protocol.Failed(job_id=job_id, error=str(exc) or repr(exc), code=code)
+
+
+OOM = "OUT_OF_MEMORY"
+DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)  # what a full disk or quota raises
+
+
+def _out_of_memory(detail: str | None) -> str:
+    """A failed job's message when memory ran out (a MemoryError carries no text)."""
+    limit = os.environ.get(MEMORY_LIMIT_ENV)
+    where = f"the worker's limit of {limit} MiB (--worker-memory-mb)" if limit else "memory"
+    said = f" ({detail})" if detail else ""
+    return f"out of memory: this job needs more than {where}{said}; try a smaller size or batch"
 
 
 def _sampling_progress(

@@ -68,7 +68,14 @@ __all__ = [
 ]
 
 Phase = Literal["loading", "sampling", "hires", "decoding", "saving"]
-ErrorCode = Literal["INVALID_PARAMETERS", "MODEL_NOT_FOUND", "MODEL_LOAD_FAILED", "INTERNAL_ERROR"]
+ErrorCode = Literal[
+    "INVALID_PARAMETERS",
+    "MODEL_NOT_FOUND",
+    "MODEL_LOAD_FAILED",
+    "INTERNAL_ERROR",
+    "OUT_OF_MEMORY",
+    "INSUFFICIENT_STORAGE",
+]
 JobKind = Literal["txt2img", "img2img", "inpaint", "inpainting", "controlnet", "upscale", "video"]
 
 PHASES: tuple[str, ...] = ("loading", "sampling", "hires", "decoding", "saving")
@@ -77,6 +84,8 @@ ERROR_CODES: tuple[str, ...] = (
     "MODEL_NOT_FOUND",
     "MODEL_LOAD_FAILED",
     "INTERNAL_ERROR",
+    "OUT_OF_MEMORY",  # the job needed more memory than the worker has (its job only fails)
+    "INSUFFICIENT_STORAGE",  # the disk filled while writing its outputs (nothing partial kept)
 )
 # The server queues "inpainting" and "controlnet" (store.JOB_KINDS); "inpaint" is kept for
 # callers of the client that used it.
