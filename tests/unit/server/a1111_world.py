@@ -82,7 +82,7 @@ def in_thread(fn: Any, *args: Any, **kwargs: Any) -> tuple[threading.Thread, dic
     return thread, out
 
 
-def wait_running(client: TestClient, count: int = 1, timeout: float = 10) -> dict[str, Any]:
+def wait_running(client: TestClient, count: int = 1, timeout: float = 30) -> dict[str, Any]:
     """Wait until ``count`` jobs have started sampling; the running job's progress body."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

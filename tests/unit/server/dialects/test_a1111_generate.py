@@ -223,7 +223,7 @@ def test_interrupt_ends_the_request_as_interrupted(client: TestClient, engine: F
     assert running["state"]["job"] == "scripts_txt2img" and running["progress"] > 0
     r = client.post(f"{API}/interrupt")
     assert r.status_code == 200 and r.json() == {}
-    thread.join(10)
+    thread.join(30)
     body = out["response"].json()
     assert body["images"] == [] and json.loads(body["info"])["interrupted"] is True
     job = client.app.state.jobs.store.get(engine.runs[-1][0])  # type: ignore[attr-defined]
@@ -238,7 +238,7 @@ def test_skip_goes_on_with_the_next_batch(client: TestClient, engine: FakeEngine
     wait_running(client, count=2)
     assert len(engine.runs) == 2  # the second batch started after the skip
     client.post(f"{API}/interrupt")
-    thread.join(10)
+    thread.join(30)
     assert out["response"].status_code == 200
 
 
@@ -247,7 +247,7 @@ def test_client_disconnect_cancels_the_job(client: TestClient, engine: FakeEngin
     status, _ = call(client, "POST", f"{API}/txt2img", {}, {"prompt": "__slow__", **SMALL})
     store = client.app.state.jobs.store  # type: ignore[attr-defined]
     assert status == 499
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30  # generous: a loaded machine, not a timing claim
     while [j.status for j in store.list(limit=10)] != ["cancelled"]:
         assert time.monotonic() < deadline, "the job was not cancelled"
         time.sleep(0.02)
@@ -270,7 +270,7 @@ def test_interrupt_keeps_the_batches_finished_before(
     thread, out = in_thread(txt2img, client, steps=60, n_iter=2)
     wait_running(client, count=2)  # the first batch is done, the second sampling
     client.post(f"{API}/interrupt")
-    thread.join(10)
+    thread.join(30)
     body = out["response"].json()
     assert len(body["images"]) == 1 and decode(body["images"][0]).size == (64, 64)
     assert json.loads(body["info"])["interrupted"] is True
