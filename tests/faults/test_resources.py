@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx2 as httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "e2e"))  # the real-server helpers
@@ -120,5 +121,40 @@ def test_a_full_disk_fails_the_write_only(
         assert srv.get(f"/api/v1/jobs/{done['id']}/output/image_0.png?thumb=1").status_code == 200
         assert srv.get(f"/api/queue/job/{done['id']}").json()["status"] == "completed"
         assert leftovers(small_disk) == []
+    finally:
+        srv.stop()
+
+
+@pytest.mark.needs_root("mounts a small tmpfs")
+def test_an_upload_that_fills_the_disk_leaves_nothing(
+    data_dir: Path,  # noqa: F811
+    small_disk: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SDCPP_MODELS_DIR", str(small_disk))
+    srv = Server(data_dir).start()
+    try:
+        filler = fill(small_disk)
+        # chunked, so no length to check first; small, so it is all read before the write fails
+        body = (b"\0" * 4096 for _ in range(12))
+        answer = httpx.post(
+            f"{srv.url}/api/models/upload",
+            params={"type": "lora", "filename": "big.safetensors"},
+            content=body,
+            timeout=60,
+        )
+        assert answer.status_code == 507, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "INSUFFICIENT_STORAGE" and "disk is full" in error["message"]
+        assert [p.name for p in small_disk.rglob("*") if p.is_file()] == ["filler"]  # no partial
+        assert srv.get("/readyz").status_code == 200
+        filler.unlink()
+        small = httpx.post(
+            f"{srv.url}/api/models/upload",
+            params={"type": "lora", "filename": "note.txt"},
+            content=b"x" * 10,
+            timeout=60,
+        )
+        assert small.status_code != 507 and small.status_code < 500, small.text  # space again
     finally:
         srv.stop()
