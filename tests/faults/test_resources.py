@@ -158,3 +158,45 @@ def test_an_upload_that_fills_the_disk_leaves_nothing(
         assert small.status_code != 507 and small.status_code < 500, small.text  # space again
     finally:
         srv.stop()
+
+
+@pytest.mark.needs_root("mounts a tmpfs")
+def test_a_conversion_onto_a_full_disk_fails_cleanly(
+    data_dir: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SDCPP_TEST_CONVERT_HOLD", "2")  # mid-conversion: read, nothing written
+    small = data_dir / "models" / "checkpoints" / "small"
+    small.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(small)]
+    subprocess.run(mount, check=True)
+    body = {"model_name": "tiny", "quantization_type": "q8_0"}
+    try:
+        srv = Server(data_dir).start()
+        try:
+            output = "checkpoints/small/t.gguf"
+            refused = srv.post("/api/models/convert", {**body, "output_path": output})
+            assert refused.status_code == 507, refused.text  # checked before queuing
+            assert refused.json()["error"]["code"] == "INSUFFICIENT_STORAGE"
+            # room when asked (a tmpfs takes memory only as it fills), none when it is written:
+            # the conversion waits behind a long generation while the disk shrinks
+            long = srv.post("/api/generate/text2img", {**REQUEST, "steps": 150}).json()
+            remount = ["mount", "-o", "remount,size=800m", str(small)]
+            subprocess.run(remount, check=True)
+            asked = srv.post("/api/models/convert", {**body, "output_path": output})
+            assert asked.status_code == 202, asked.text
+            job_id = asked.json()["job_id"]
+            subprocess.run(["mount", "-o", "remount,size=1m", str(small)], check=True)
+            srv.post("/api/queue/cancel", {"job_id": long["job_id"]})
+            job = srv.wait(job_id, timeout=180)
+            assert job["status"] == "failed", job
+            assert job["error"] == f"could not write {output}: the disk is full or not writable"
+            assert job["result"].get("code") == "INSUFFICIENT_STORAGE"
+            assert list(small.iterdir()) == []  # no staging folder, no partial model
+            assert srv.get("/readyz").status_code == 200
+            names = [m["name"] for m in srv.get("/api/models").json()["models"]]
+            assert not any("t.gguf" in n for n in names)
+        finally:
+            srv.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)

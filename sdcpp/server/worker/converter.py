@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..conversion import STAGING_PREFIX, staging_dir
+from ..errors import DISK_FULL
 from . import protocol
 
 logger = logging.getLogger(__name__)
@@ -307,6 +308,12 @@ def convert_main(conn: Connection, params: dict[str, Any], staged: str) -> None:
         conn.send({"type": "failed", "error": str(exc), "code": code})
         return
     except Exception as exc:
+        if "failed to write" in str(exc) or getattr(exc, "errno", None) in DISK_FULL:
+            # the engine's writer reports a full disk only as a failed write; its message
+            # names the hidden staging file, which means nothing to the caller
+            error = f"could not write {params['output_rel']}: the disk is full or not writable"
+            conn.send({"type": "failed", "error": error, "code": "INSUFFICIENT_STORAGE"})
+            return
         conn.send({"type": "failed", "error": str(exc) or repr(exc), "code": "CONVERSION_FAILED"})
         return
     if not held:
