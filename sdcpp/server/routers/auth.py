@@ -23,7 +23,7 @@ from ..auth.service import AuthFailure, AuthService, Locked
 from ..auth.store import AuthQueries, UnknownUser, UserExists
 from ..errors import ApiError
 from ..schemas.auth import KeyCreate, LoginRequest, UserCreate, UserUpdate
-from .native import body
+from .common import body
 
 # Argon2 takes 64 MiB and tens of ms per hash: at most this many at once, off the shared pool.
 HASH_CONCURRENCY = 2

@@ -21,7 +21,7 @@ from ..estimate import estimate_request
 from ..fetch import Fetcher
 from ..imaging import decode_bytes, decode_image
 from ..schemas.images import CropRequest, EstimateRequest, ResizeRequest
-from .native import body
+from .common import body
 
 # Downloads run on Starlette's shared thread pool (40 tokens); at most this many at once, each
 # bounded by the fetcher's deadline, so they can never starve the other endpoints' work.

@@ -35,7 +35,7 @@ from ..errors import ApiError, status_for_code
 from ..schemas.models import ConvertRequest, ValidateRequest
 from ..schemas.native import ModelBatchRequest, ModelIdRequest
 from ..spec_params import load_params
-from .native import body
+from .common import body
 
 T = TypeVar("T")
 # Hashing reads whole files (tens of GB): at most this many at once, on threads of their own
