@@ -17,7 +17,8 @@ from ..registry import ModelRegistry, ModelType
 from ..registry.errors import ModelNotFoundError, RegistryError, no_model_message
 from .errors import ApiError
 from .imaging import decode_bytes, decode_image, store_input
-from .jobs import PLAN_KEY, JobService
+from .job_views import PLAN_KEY
+from .jobs import JobService
 from .schemas.native import (
     ControlNetRequest,
     GenerateBase,

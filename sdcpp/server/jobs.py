@@ -26,8 +26,9 @@ from typing import Any
 
 from .errors import shutting_down
 from .events import EventBus
+from .job_views import PLAN_KEY, job_view
 from .logs import job_context
-from .progress import ProgressTracker, progress_fields
+from .progress import ProgressTracker
 from .settings import Settings
 from .store import Job
 from .store_api import JobStoreApi
@@ -35,9 +36,7 @@ from .store_api import JobStoreApi
 logger = logging.getLogger(__name__)
 
 FINISHED = ("completed", "failed", "cancelled")
-# The params key holding the architecture plan a job was queued with (``plan_view``): shown in
-# the job's JSON, never sent to the worker.
-PLAN_KEY = "plan"
+__all__ = ["FINISHED", "PLAN_KEY", "JobService"]
 
 
 class JobService:
@@ -237,32 +236,9 @@ class JobService:
         return Path(self.settings.data_dir) / "inputs" / job_id
 
     def view(self, job: Job) -> dict[str, Any]:
-        """Seed 004's job fields (status "processing" while running), the progress fields
-        of ``progress`` and the architecture ``plan`` the job was queued with."""
-        data: dict[str, Any] = {
-            "id": job.id,
-            "job_id": job.id,
-            "type": job.kind,
-            "status": job.status,
-            "prompt": job.params.get("prompt", ""),
-            "queued_time": job.created_at,
-            "start_time": job.started_at,
-            "end_time": job.finished_at,
-            "position": self.store.position(job.id) if job.status == "queued" else None,
-            "time_elapsed": None,
-            **progress_fields(job.status, job.params, job.result, self.live.get(job.id)),
-            "plan": job.params.get(PLAN_KEY),
-            "error": job.error,
-            "outputs": [self.output_url(job.id, name) for name in job.outputs],
-            "result": {k: v for k, v in job.result.items() if k != "progress"},
-            "attempts": job.attempts,
-            "crashes": job.crashes,
-            "last_error": job.last_error,  # the latest crash or lost lease, even if re-queued
-            "last_error_at": job.last_error_at,
-        }
-        if job.started_at and job.finished_at:
-            data["time_elapsed"] = int((job.finished_at - job.started_at) * 1000)
-        return data
+        """The job as clients see it (``job_views.job_view``)."""
+        position = self.store.position(job.id) if job.status == "queued" else None
+        return job_view(job, position, self.live.get(job.id), self.output_url)
 
     # -- dispatcher ----------------------------------------------------------------------
     def _dispatch_loop(self) -> None:
