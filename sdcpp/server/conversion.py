@@ -272,13 +272,15 @@ def _tensors(path: Path) -> Iterator[tuple[str, tuple[int, ...], float]]:
 
 
 def check_free_space(folder: Path, needed: int) -> None:
+    """507 when ``folder``'s disk lacks ``needed`` bytes plus the reserve. The message names
+    the folder by its own name only: a client never learns the server's absolute paths."""
     free = shutil.disk_usage(folder).free
     if free < needed + RESERVE_BYTES:
         raise ApiError(
             507,
             "INSUFFICIENT_STORAGE",
             f"the output needs about {_mib(needed)} MiB plus {_mib(RESERVE_BYTES)} MiB reserve; "
-            f"{_mib(free)} MiB free in {folder}",
+            f"{_mib(free)} MiB free on the disk of the {folder.name!r} folder",
         )
 
 

@@ -301,3 +301,22 @@ def test_stale_staging_folders_are_removed_at_start(root: Path) -> None:
     with TestClient(create_app(settings, engine=FakeEngine())):
         assert not stale.exists()
     assert os.path.isdir(root / "checkpoints")
+
+
+def test_a_full_disk_answer_names_no_server_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil as _shutil
+
+    from sdcpp.server import conversion
+    from sdcpp.server.errors import ApiError
+
+    folder = tmp_path / "deep" / "models" / "checkpoints"
+    folder.mkdir(parents=True)
+    usage = _shutil.disk_usage(folder)._replace(free=1024)
+    monkeypatch.setattr(conversion.shutil, "disk_usage", lambda path: usage)
+    with pytest.raises(ApiError) as refused:
+        conversion.check_free_space(folder, 10 * 2**20)
+    assert refused.value.status == 507
+    assert "'checkpoints' folder" in refused.value.message
+    assert str(tmp_path) not in refused.value.message
