@@ -183,13 +183,13 @@ def run(args: argparse.Namespace) -> int:
     logger.setLevel(logging.INFO)
     url = f"http://{settings.host}:{settings.port}"
     logger.info(
-        "sdcpp serve on %s: data in %s, %d model(s) in %s, auth %s, UI at %s/",
+        "sdcpp serve on %s: data in %s, %d model(s) in %s, auth %s, %s",
         url,
         settings.data_dir,
         _count_models(settings.models_path),
         settings.models_path,
         ",".join(settings.auth_methods),
-        url,
+        f"web UI at {url}/ui/" if settings.webui else "web UI off (--no-webui)",
     )
     listen.run(
         create_app(settings, data_lock=data_lock),

@@ -80,7 +80,11 @@ class QuickStart:
 
     def serve(self, install_and_serve: str) -> None:
         serve = install_and_serve.split("&&", 1)[1].strip()
-        self.server = subprocess.Popen(shlex.split(serve), cwd=self.cwd, env=self.env)
+        self.log = self.cwd / "serve.log"
+        with self.log.open("wb") as log:  # the child keeps its own copy of the descriptor
+            self.server = subprocess.Popen(
+                shlex.split(serve), cwd=self.cwd, env=self.env, stderr=log
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             assert self.server.poll() is None, "sdcpp serve exited during start-up"
@@ -134,3 +138,9 @@ def test_quick_start_works_as_written(quick: QuickStart, order: str) -> None:
     assert (quick.cwd / "sdcpp-data" / "models" / "checkpoints").is_dir()
     png = quick.finished_image(quick.shell(curl))
     assert png.startswith(b"\x89PNG")
+    # one clear start-up line at INFO: address, data dir, models found, auth mode, UI URL
+    [line] = [x for x in quick.log.read_text().splitlines() if "sdcpp serve on" in x]
+    models = 1 if order == "model-first" else 0
+    assert f"http://127.0.0.1:{quick.port}" in line and "sdcpp-data" in line
+    assert f"{models} model(s)" in line and "auth none" in line
+    assert f"web UI at http://127.0.0.1:{quick.port}/ui/" in line
