@@ -9,6 +9,7 @@ spread. Every goal is printed PASS/MISS; a MISS never fails the run, a crash doe
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -29,7 +30,7 @@ from PIL import Image
 import sdcpp
 from sdcpp import synthetic
 
-from .baselines import build_sd_cli
+from .baselines import BaselineToolsMissing, build_sd_cli, require_build_tools
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -512,6 +513,22 @@ def header(threads: int) -> str:
     )
 
 
+def missing_requirements(no_server: bool) -> str | None:
+    """Everything the run needs beyond ``pip install .``, named in one message before anything
+    runs (the baselines' build tools; the server rows' HTTP client), or None."""
+    try:
+        require_build_tools()
+    except BaselineToolsMissing as missing:
+        return str(missing)
+    if not no_server and importlib.util.find_spec("httpx2") is None:
+        return (
+            "python -m bench: the server rows drive sdcpp serve and sd-server with httpx2, "
+            "which `pip install .` does not install: `pip install httpx2` (or the test extra, "
+            "`pip install -e '.[test]'`), or skip those rows with --no-server."
+        )
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CI-sized: fewer rounds, small model")
@@ -533,6 +550,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args(argv)
+    if problem := missing_requirements(args.no_server):
+        print(problem, file=sys.stderr)
+        return 2
 
     bench = Bench(args.quick, args.peer_python, args.threads, args.sdcpp_python)
     print(header(args.threads), end="")

@@ -54,3 +54,22 @@ def test_engine_source_uses_the_backend_in_place_when_present(
     present = importlib.util.find_spec("json")  # any importable module's spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: present)
     assert engine_source.sdist_only_flags() == ["--no-binary", ":all:", "--no-build-isolation"]
+
+
+def test_python_m_bench_names_a_missing_http_client_before_running(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An env made by `pip install .` has no httpx2: the run stops at once with one message
+    (it used to fail with an ImportError after the library rows)."""
+    from bench import run
+
+    monkeypatch.setattr(shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "httpx2" else real_find_spec(name, *a),
+    )
+    assert run.main(["--quick"]) == 2
+    assert "pip install httpx2" in capsys.readouterr().err
+    assert run.missing_requirements(no_server=True) is None  # --no-server needs no client
