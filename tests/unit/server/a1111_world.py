@@ -86,9 +86,11 @@ def wait_running(client: TestClient, count: int = 1, timeout: float = 30) -> dic
     """Wait until ``count`` jobs have started sampling; the running job's progress body."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        body: dict[str, Any] = client.get(f"{API}/progress").json()
+        # Counts before progress: read the other way round, the progress could be the last
+        # step of a job that was cancelled between the two reads, counted as done.
         started = client.app.state.jobs.store.counts()  # type: ignore[attr-defined]
         done = started.get("completed", 0) + started.get("cancelled", 0)
+        body: dict[str, Any] = client.get(f"{API}/progress").json()
         if body["state"]["sampling_step"] >= 1 and done + 1 >= count:
             return body
         time.sleep(0.02)
