@@ -124,6 +124,9 @@ RULES: dict[str, Rule | dict[str, Rule]] = {
     "/api/models": GUEST,
     "/api/v1/models": GUEST,
     "/api/models/types": GUEST,
+    "/api/models/quantizations": GUEST,
+    "/api/presets": {"GET": GUEST, "POST": USER},  # POST: users into their own folder
+    "/api/prompts": GUEST,
     "/api/models/refresh": ADMIN,
     "/api/models/directories": USER,
     "/api/models/stats": USER,

@@ -6,7 +6,9 @@ from __future__ import annotations
 from pydantic import BaseModel
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
+from ..routing import bodies, starlette_routes
 from ..schemas.native import CancelRequest, Text2ImgRequest, UpscaleRequest
+from . import presets
 from .catalog import (
     models_list,
     models_refresh,
@@ -29,6 +31,7 @@ BODIES: dict[tuple[str, str], type[BaseModel]] = {
     ("POST", "/api/v1/generate"): Text2ImgRequest,
     ("POST", "/api/queue/cancel"): CancelRequest,
     ("POST", "/api/validate"): Text2ImgRequest,
+    **bodies(presets.ENDPOINTS),
 }
 
 
@@ -60,4 +63,5 @@ def routes() -> list[BaseRoute]:
         Route("/api/events", events_sse),
         Route("/api/events/{job_id:str}", events_sse),
         WebSocketRoute("/ws", events_ws),
+        *starlette_routes(presets.ENDPOINTS),  # before models' /api/models/{model_id}
     ]
