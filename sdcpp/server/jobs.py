@@ -275,7 +275,10 @@ class JobService:
             except Exception:  # the dispatcher must survive anything a job does
                 logger.exception("job %s failed in the dispatcher", job.id)
                 ended = self.store.finish(
-                    job.id, "failed", error="internal error in the dispatcher"
+                    job.id,
+                    "failed",
+                    error="internal error in the dispatcher",
+                    worker_id=self.worker_id,
                 )
             finally:
                 self.current = self.current_kind = None
@@ -313,9 +316,9 @@ class JobService:
             timeout = self.settings.job_timeout
             error = f"no progress for {timeout:g} s (--job-timeout): the worker was killed"
             result = {"code": "TIMEOUT", "progress": live.final("failed")}
-            return self.store.finish(job.id, "failed", error=error, result=result)
+            return self._finish(job.id, "failed", error=error, result=result)
         if kind == "done":
-            return self.store.finish(
+            return self._finish(
                 job.id,
                 "completed",
                 outputs=list(final.get("outputs", [])),
@@ -323,12 +326,13 @@ class JobService:
             )
         if kind == "cancelled":
             result = {"progress": live.final("cancelled")}
-            return self.store.finish(job.id, "cancelled", error="cancelled", result=result)
+            return self._finish(job.id, "cancelled", error="cancelled", result=result)
         if kind == "crashed":
             again = self.store.record_crash(
                 job.id,
                 str(final.get("error", "worker crashed")),
                 max_crashes=self.settings.max_crashes,
+                worker_id=self.worker_id,
             )
             logger.error("job %s: %s (now %s)", job.id, final.get("error"), again.status)
             self.events.publish(
@@ -346,12 +350,20 @@ class JobService:
                 }
             )
             return again
-        return self.store.finish(
+        return self._finish(
             job.id,
             "failed",
             error=str(final.get("error", "failed")),
             result={"code": final.get("code", "INTERNAL_ERROR"), "progress": live.final("failed")},
         )
+
+    def _finish(self, job_id: str, status: str, **end: Any) -> Job | None:
+        """``store.finish`` while this worker holds the lease; None (and the result dropped)
+        when its lease expired and the job went back to the queue or to another worker."""
+        ended = self.store.finish(job_id, status, worker_id=self.worker_id, **end)
+        if ended is None:
+            logger.warning("job %s: lease lost before it ended %s; result dropped", job_id, status)
+        return ended
 
     def _heartbeat_loop(self) -> None:
         """Renew the running job's lease; sweep other holders' expired leases; and kill a job

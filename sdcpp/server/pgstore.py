@@ -13,8 +13,12 @@ differs is isolated in the hooks this module fills in:
   transition in status order, so concurrent transitions cannot deadlock on them.
 
 Leases are the SQLite store's: ``lease_owner``/``lease_expires``/``heartbeat_at``, renewed by
-the holder; ``recover(expired_only=True)`` is the only recovery a shared queue may run
-(``shared`` tells the job service so). Every table name here is unprefixed and none starts with
+the holder, on the database's clock: every timestamp a store writes or compares is the
+database's ``clock_timestamp()``, as read at connect and again every minute, carried forward
+on this process's monotonic clock in between (``_database_time``). Hosts whose wall clocks
+disagree still agree on when a lease expires, and no query changes.
+``recover(expired_only=True)`` is the only recovery a shared queue may run (``shared`` tells the
+job service so). Every table name here is unprefixed and none starts with
 ``procrastinate_``, so procrastinate's schema can live in the same database.
 
 Threading: one connection guarded by one lock, as on SQLite. A broken connection (server
@@ -33,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import SdcppError
 from .auth.store import AuthQueries
 from .sqlite import Cursor, SqlStore
-from .store import JobQueries
+from .store import _COLUMNS, Job, JobQueries
 
 if TYPE_CHECKING:
     import psycopg
@@ -149,19 +153,27 @@ class _PgCursor:
 
 
 class PgStore(SqlStore):
-    """``SqliteStore``'s contract on a PostgreSQL connection: connects, then ``_migrate()``."""
+    """``SqliteStore``'s contract on a PostgreSQL connection: connects, then ``_migrate()``.
+
+    ``clock``: a fixed clock (tests); by default the database's (``_database_time``), with
+    ``local_clock`` (monotonic) carrying it between two readings."""
 
     shared = True  # other processes hold leases in this database
+    _SYNC_SECONDS = 60.0  # how often the database clock is read again
 
     def __init__(
         self,
         url: str,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         connect_timeout: float = 10.0,
+        local_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = check_url(url)
-        self._clock = clock
+        self._local = local_clock
+        self._offset = 0.0  # database epoch seconds minus local_clock()
+        self._synced_at: float | None = None  # local_clock() at the last reading
+        self._clock = clock if clock is not None else self._database_time
         self._lock = threading.Lock()
         self._timeout = connect_timeout
         self._conn: psycopg.Connection[Any] | None = None
@@ -193,8 +205,24 @@ class PgStore(SqlStore):
                 raise DatabaseUnavailable(
                     f"cannot connect to PostgreSQL at {self.location}: {first}"
                 ) from None
+            self._synced_at = None  # a new server may have another clock
         assert self._conn is not None
+        if self._synced_at is None or self._local() - self._synced_at > self._SYNC_SECONDS:
+            self._sync_clock(self._conn)
         return self._conn
+
+    def _sync_clock(self, conn: psycopg.Connection[Any]) -> None:
+        # clock_timestamp(), not now(): now() is the start of the current transaction.
+        before = self._local()
+        row = conn.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()
+        after = self._local()
+        assert row is not None
+        self._offset = float(row[0]) - (before + after) / 2  # the reading's midpoint
+        self._synced_at = after
+
+    def _database_time(self) -> float:
+        """Epoch seconds on the database server's clock."""
+        return self._local() + self._offset
 
     @contextmanager
     def _write(self) -> Iterator[Cursor]:
@@ -222,6 +250,17 @@ class PgStore(SqlStore):
                 self._conn = None
 
 
+# A job's model file name (its path's last part): what ``models`` is matched against, whole or
+# without its extension (``_model_names`` lists both forms). The path is where the stored job
+# keeps it: a schema-4 record's resolved engine files or spec (``job_record``), else the plain
+# params of an older row.
+_MODEL_FILE = (
+    "regexp_replace(COALESCE(params::jsonb -> 'engine' ->> 'model', "
+    "params::jsonb -> 'engine' ->> 'diffusion_model', params::jsonb -> 'spec' ->> 'model', "
+    "params::jsonb ->> 'model', params::jsonb ->> 'diffusion_model'), '^.*/', '')"
+)
+
+
 class PgJobStore(JobQueries, PgStore):
     """The job queue in a PostgreSQL database; same interface and schema as ``JobStore``."""
 
@@ -233,11 +272,38 @@ class PgJobStore(JobQueries, PgStore):
         self,
         url: str,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         connect_timeout: float = 10.0,
+        local_clock: Callable[[], float] = time.monotonic,
+        models: Sequence[str] = (),
     ) -> None:
         self._decoded = {}
-        super().__init__(url, clock=clock, connect_timeout=connect_timeout)
+        self.models = tuple(models)  # claim only jobs of these models (empty: any)
+        super().__init__(url, clock=clock, connect_timeout=connect_timeout, local_clock=local_clock)
+
+    def claim_next(self, worker_id: str, lease_seconds: float = 300.0) -> Job | None:
+        """``JobQueries.claim_next``; with ``models`` set (``sdcpp worker --models``), the
+        oldest queued job whose model file is one of them, by file name with or without its
+        extension, so a worker keeps the models it holds loaded and hosts may mount the
+        models folder anywhere."""
+        if not self.models:
+            return super().claim_next(worker_id, lease_seconds)
+        now = self._clock()
+        with self._write() as cur:
+            row = cur.execute(
+                "UPDATE jobs SET status = 'processing', started_at = ?, "
+                "attempts = attempts + 1, lease_owner = ?, lease_expires = ?, heartbeat_at = ? "
+                "WHERE status = 'queued' AND id = (SELECT id FROM jobs WHERE status = 'queued' "
+                f"AND {_MODEL_FILE} = ANY(?) ORDER BY seq LIMIT 1{self._LOCK_ROWS}) "
+                f"RETURNING {_COLUMNS}",
+                (now, worker_id, now + lease_seconds, now, self._model_names),
+            ).fetchone()
+        return Job._from_row(row) if row else None
+
+    @property
+    def _model_names(self) -> list[str]:
+        names = {name.rsplit("/", 1)[-1] for name in self.models}
+        return sorted(names | {name.rsplit(".", 1)[0] for name in names})
 
     def _columns(self, cur: Cursor) -> set[str]:
         rows = cur.execute(

@@ -404,20 +404,24 @@ class JobQueries(SqlStore):
         outputs: builtins.list[str] | None = None,
         result: dict[str, Any] | None = None,
         error: str | None = None,
+        worker_id: str | None = None,
     ) -> Job | None:
-        """End a job. ``outputs``/``result`` left ``None`` keep what the job already had."""
+        """End a job. ``outputs``/``result`` left ``None`` keep what the job already had.
+        ``worker_id``: only while that worker holds the lease (``None`` when another took the
+        job over after this one's lease expired: its result must not count twice)."""
         if status not in FINISHED:
             raise ValueError(f"a job can only finish as one of {sorted(FINISHED)}, not {status!r}")
         # Only a cancellation may skip the worker: a queued job never ran, so nothing else fits.
         allowed = "('processing', 'queued')" if status == "cancelled" else "('processing')"
         outputs_text = None if outputs is None else _dumps(outputs)
         result_text = None if result is None else _dumps(result)
+        holder, held = ("", ()) if worker_id is None else (" AND lease_owner = ?", (worker_id,))
         with self._write() as cur:
             cur.execute(
                 "UPDATE jobs SET status = ?, finished_at = ?, error = ?, outputs = COALESCE(?, "
                 f"outputs), result = COALESCE(?, result), {_NO_LEASE} "
-                f"WHERE id = ? AND status IN {allowed}",
-                (status, self._clock(), error, outputs_text, result_text, job_id),
+                f"WHERE id = ? AND status IN {allowed}{holder}",
+                (status, self._clock(), error, outputs_text, result_text, job_id, *held),
             )
             return self._fetch(cur, job_id) if cur.rowcount == 1 else None
 
@@ -454,13 +458,15 @@ class JobQueries(SqlStore):
 
     # -- failure handling --------------------------------------------------------------------
 
-    def record_crash(self, job_id: str, reason: str, max_crashes: int = 2) -> Job:
+    def record_crash(
+        self, job_id: str, reason: str, max_crashes: int = 2, worker_id: str | None = None
+    ) -> Job:
         """The worker died running this job: re-queue it, or fail it after ``max_crashes``.
 
         Either way the crash is kept: ``crashes`` + 1, ``last_error`` = ``reason`` (it names
         the signal), ``last_error_at``. A re-queued job keeps its ``seq``; it was the oldest
         queued job when claimed, so it runs next. Raises KeyError for an unknown job,
-        ValueError if it is not processing.
+        ValueError if it is not processing (or, given ``worker_id``, no longer that worker's).
         """
         now = self._clock()
         with self._write() as cur:
@@ -469,6 +475,8 @@ class JobQueries(SqlStore):
                 raise KeyError(job_id)
             if job.status != "processing":
                 raise ValueError(f"job {job_id} is {job.status}, not processing")
+            if worker_id is not None and job.lease_owner != worker_id:
+                raise ValueError(f"job {job_id} is held by {job.lease_owner}, not {worker_id}")
             crashes = job.crashes + 1
             if crashes >= max_crashes:
                 error = f"{reason} (not retried: crashed the worker {crashes} times)"
