@@ -10,11 +10,10 @@ Ours is an ordinary queued job (stored, leased, its output written then read bac
 
 from __future__ import annotations
 
-import statistics
 import time
 from typing import TYPE_CHECKING
 
-from .run import Row, fmt, verdict
+from . import rows
 
 if TYPE_CHECKING:
     from .run import Bench
@@ -27,7 +26,8 @@ def txt2img_wall(bench: Bench, s: Servers) -> None:
     assert s.ours is not None and s.theirs is not None
     body = {"prompt": PROMPT, "width": 64, "height": 64, "steps": 4, "seed": 42}
     body |= {"cfg_scale": CFG, "sampler_name": SAMPLER}
-    ours, theirs = [], []
+    ours: list[float] = []
+    theirs: list[float] = []
     for _ in range(6 if bench.quick else 15):
         for url, out in ((s.ours.url, ours), (s.theirs.url, theirs)):
             settle()
@@ -36,14 +36,5 @@ def txt2img_wall(bench: Bench, s: Servers) -> None:
             response.raise_for_status()
             assert response.json()["images"], f"{url} returned no image"
             out.append((time.perf_counter() - started) * 1000)
-    ratio = statistics.median(ours) / statistics.median(theirs)
-    bench.add(
-        Row(
-            "server: A1111 POST /sdapi/v1/txt2img wall time, warm (64x64 4 steps)",
-            fmt(ours, "ms", 1),
-            fmt(theirs, "ms", 1),
-            f"{ratio:.2f}x",
-            "<= 1.05x sd-server",
-            verdict(ratio <= 1.05),
-        )
-    )
+    row = "server: A1111 POST /sdapi/v1/txt2img wall time, warm (64x64 4 steps)"
+    bench.add(rows.at_most(row, ours, theirs, 1.05, "ms", 1))

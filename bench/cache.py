@@ -14,13 +14,18 @@ import argparse
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 import sdcpp
 from sdcpp import cache_presets, synthetic
 from sdcpp.options import CacheOptions
+
+from . import rows
+
+if TYPE_CHECKING:
+    from .run import Bench
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -45,7 +50,13 @@ def measure(variant: str, steps: int, size: int, rounds: int, threads: int) -> l
     times: dict[str, list[float]] = {label: [] for label, _ in rows}
     images: dict[str, np.ndarray] = {}
     with sdcpp.StableDiffusion(model=path, n_threads=threads) as sd:
-        opts = {"width": size, "height": size, "steps": steps, "seed": 7, "cfg_scale": 1.0}
+        opts: dict[str, Any] = {
+            "width": size,
+            "height": size,
+            "steps": steps,
+            "seed": 7,
+            "cfg_scale": 1.0,
+        }
         sd.generate_arrays("warm-up", **{**opts, "steps": 1})
         for _ in range(rounds):  # interleaved: each round runs every candidate once
             for label, cache in rows:
@@ -59,11 +70,25 @@ def measure(variant: str, steps: int, size: int, rounds: int, threads: int) -> l
             "model": variant,
             "what": label,
             "seconds": statistics.median(times[label]),
+            "times": times[label],
+            "off_times": times["off"],
+            "unet": cache_presets.family_of(variant) is cache_presets.CacheFamily.UNET,
             "speedup": base / statistics.median(times[label]),
             "psnr": psnr(images["off"], images[label]),
         }
         for label, _ in rows
     ]
+
+
+def cache_rows(bench: Bench, variant: str, steps: int, size: int, rounds: int) -> None:
+    """The same candidates as rows of ``python -m bench`` (bench/RESULTS.md), in the bench's
+    own process and threads; the "fast" preset on a UNet model has the #18 goal."""
+    for r in measure(variant, steps, size, rounds, bench.threads):
+        if r["what"] != "off":
+            model = f"{variant} {size}x{size} {steps} steps"
+            bench.add(
+                rows.cache_row(model, r["what"], r["times"], r["off_times"], r["psnr"], r["unet"])
+            )
 
 
 def table(results: list[dict[str, Any]], steps: int, size: int) -> str:

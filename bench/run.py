@@ -568,10 +568,17 @@ def main(argv: list[str] | None = None) -> int:
     bench.convert(small)
     bench.detection()
     bench.sha256()
+    from .cache import cache_rows  # imported late, as the server rows: they import this module
+
+    # same settings as the README's step-cache table: 64x64, 20 steps, same seed as off
+    for variant in [synthetic.TINY_VARIANT] + ([] if args.quick else ["sd1"]):
+        cache_rows(bench, variant, 20, 64, 1 if args.quick else 2)
     if not args.no_server:
-        from .server import server_rows  # imported late: it imports this module
+        from .server import server_rows
+        from .switching import switching_rows
 
         server_rows(bench, small)
+        switching_rows(bench, small)
     table = "".join(
         f"| {r.what} | {r.ours} | {r.baseline} | {r.ratio} | {r.goal} | {r.verdict} |\n"
         for r in bench.rows

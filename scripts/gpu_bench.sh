@@ -40,12 +40,19 @@ else
   exit 1
 fi
 echo "building for CUDA architecture $archs"
-command -v nvcc >/dev/null || { echo "gpu_bench.sh: nvcc not found on PATH" >&2; exit 1; }
+if ! command -v nvcc >/dev/null; then
+  if [ "$dry_run" = 0 ]; then echo "gpu_bench.sh: nvcc not found on PATH" >&2; exit 1; fi
+  echo "(dry run: nvcc not found on PATH; the real run needs it)"
+fi
 command -v ccache >/dev/null || echo "warning: ccache not found, the CUDA build starts cold"
 
 venv="build/gpu-venv"
 step python -m venv "$venv"
-step "$venv/bin/python" -m pip install -q scikit-build-core pybind11 pip numpy pillow
+# The build runs without isolation (build_cuda.sh), so its backend and tools go here; httpx2
+# drives the server rows (python -m bench stops at once without it), cmake/ninja also build the
+# sd-cli/sd-server baselines.
+step "$venv/bin/python" -m pip install -q scikit-build-core pybind11 pip numpy pillow \
+  cmake ninja httpx2
 export CUDA_ARCHS="$archs"
 # build_cuda.sh knows how to find cuBLAS from its wheel; its wheel goes to dist/cuda/.
 step env PATH="$PWD/$venv/bin:$PATH" scripts/build_cuda.sh
@@ -59,14 +66,42 @@ step "$venv/bin/python" -m pip install -q "$wheel"  # its runtime dependencies
 
 # The baselines (sd-cli, sd-server) read CMAKE_ARGS and build into a dir of their own, so the
 # same CUDA flags give CUDA builds of upstream from the same pinned source.
-export CMAKE_ARGS="-DSD_CUDA=ON -DGGML_CUDA_NO_VMM=ON -DCMAKE_CUDA_ARCHITECTURES=$archs ${CMAKE_ARGS:-}"
+cuda_flags="-DSD_CUDA=ON -DGGML_CUDA_NO_VMM=ON -DCMAKE_CUDA_ARCHITECTURES=$archs"
+# build_cuda.sh took cuBLAS from its PyPI wheel (no system cuBLAS is assumed): the baselines
+# link that same one, and find it at run time through LD_LIBRARY_PATH.
+cublas_lib=""
+for d in build/cuda-deps/nvidia-cublas/nvidia/cu13 build/cuda-deps/nvidia-cublas/nvidia/cublas; do
+  if [ -d "$d/lib" ]; then
+    root="$PWD/$d" cublas_lib="$PWD/$d/lib"
+    cuda_flags+=" -DCUDA_cublas_LIBRARY=$cublas_lib/libcublas.so"
+    cuda_flags+=" -DCUDA_cublasLt_LIBRARY=$cublas_lib/libcublasLt.so"
+    cuda_flags+=" -DCMAKE_CUDA_FLAGS=-I$root/include -DCMAKE_CXX_FLAGS=-I$root/include"
+    cuda_flags+=" -DCMAKE_SHARED_LINKER_FLAGS=-Wl,-rpath-link,$cublas_lib"
+    break
+  fi
+done
+[ -n "$cublas_lib" ] || echo "(cuBLAS wheel not unpacked yet: the baselines' flags name no cuBLAS path)"
+export CMAKE_ARGS="$cuda_flags ${CMAKE_ARGS:-}"
+echo "baselines' CMAKE_ARGS: $CMAKE_ARGS"
 # Run bench/ from outside the checkout, so `import sdcpp` finds the CUDA build installed in the
 # venv rather than this checkout's sources (which hold no compiled extension of that build).
 path_dir="$PWD/build/gpu-bench-path"
 step mkdir -p "$path_dir"
 step ln -sfn "$PWD/bench" "$path_dir/bench"
 out="$PWD/bench/RESULTS-gpu.md"
+if [ "$dry_run" = 1 ]; then
+  # The CPU half of the last step, for real: the bench imports from a path dir outside the
+  # checkout as the GPU run imports it, its options parse, and it names what it lacks.
+  check_dir="$(mktemp -d)"
+  trap 'rm -rf "$check_dir"' EXIT
+  ln -s "$PWD/bench" "$check_dir/bench"
+  env -C /tmp PYTHONPATH="$check_dir" python -m bench --help >/dev/null
+  env -C /tmp PYTHONPATH="$check_dir" python -c \
+    "import sys; from bench.run import missing_requirements as m; p = m(False); print(p or 'bench requirements: met here'); sys.exit(bool(p))"
+  echo "(dry run: python -m bench imports and parses its options from outside the checkout)"
+fi
 start=$(date +%s)
-step env -C /tmp PYTHONPATH="$path_dir" "$PWD/$venv/bin/python" -m bench "${bench_args[@]}" \
-  --sdcpp-python "$PWD/$venv/bin/python" --out "$out"
+step env -C /tmp PATH="$PWD/$venv/bin:$PATH" PYTHONPATH="$path_dir" \
+  LD_LIBRARY_PATH="$cublas_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$PWD/$venv/bin/python" \
+  -m bench "${bench_args[@]}" --sdcpp-python "$PWD/$venv/bin/python" --out "$out"
 echo "bench rows took $(( $(date +%s) - start )) s"
