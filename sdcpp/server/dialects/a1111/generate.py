@@ -5,7 +5,14 @@ batch is one job of the one queue (listed, owned, cancellable), submitted when t
 one has ended. ``/interrupt`` stops the running batch within a step and ends the request with
 the images finished so far; ``/skip`` stops the running batch and goes on with the next. A
 client that disconnects cancels its running batch. Seeds follow A1111: ``-1`` picks one at
-random, batch ``i`` starts at ``seed + i * batch_size``.
+random, batch ``i`` starts at ``seed + i * batch_size``. img2img with several init images
+runs each batch as one job per image (the engine takes one init image per job), image ``j``
+of batch ``i`` with seed ``seed + i * batch_size + j``, as A1111 seeds its batch.
+
+``hr_checkpoint_name``: the engine's hires pass runs inside the one job, on the model that
+job loaded; it cannot switch checkpoints between the passes. So a name that resolves to the
+request's own checkpoint (or "Use same checkpoint") runs, an unknown one answers A1111's
+"Could not find checkpoint" as 404, and any other checkpoint is refused (400) saying so.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import asyncio
 import contextlib
 import random
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from ...._safetensors import atomic_write
-from ....registry.errors import RegistryError
+from ....registry.errors import ModelNotFoundError, RegistryError
 from ...auth.identity import identity_of
 from ...errors import ApiError
 from ...jobs import FINISHED
@@ -45,7 +53,7 @@ class Outcome:
 
 def _check_hires(req: Txt2ImgRequest) -> None:
     """Second-pass settings the engine's hires fix cannot take differently from the first."""
-    for name in ("hr_checkpoint_name", "hr_sampler_name", "hr_scheduler"):
+    for name in ("hr_sampler_name", "hr_scheduler"):
         value = getattr(req, name)
         if value and value.strip().lower() not in _SAME:
             raise ValueError(f"{name}: the hires pass uses the first pass's; leave it out")
@@ -54,6 +62,46 @@ def _check_hires(req: Txt2ImgRequest) -> None:
             raise ValueError(f"{name}: the hires pass uses the first pass's prompt")
     if req.refiner_checkpoint and req.refiner_checkpoint.lower() not in ("", "none"):
         raise ValueError("refiner_checkpoint: this engine has no second-model refiner pass")
+
+
+def _check_hr_checkpoint(registry: Any, req: Txt2ImgRequest, model: str | None) -> None:
+    """``hr_checkpoint_name`` may only name the checkpoint the job runs with (module doc)."""
+    name = (req.hr_checkpoint_name or "").strip()
+    if name.lower() in _SAME:
+        return
+    try:
+        entry = catalog.find_checkpoint(registry, name)
+    except ModelNotFoundError:
+        raise ModelNotFoundError(f"Could not find checkpoint with name {name}") from None
+    if entry.id != model:
+        raise ValueError(
+            f"hr_checkpoint_name: {name!r} is another checkpoint than the first pass's; this "
+            "engine runs the hires pass in the same job on the same model and cannot switch "
+            "checkpoints between the passes (leave it out, or name the request's own)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One job of a request: its first seed, image count and (img2img) init image."""
+
+    seed: int
+    count: int
+    init: bytes | None = None
+    paste: inputs.PasteBack | None = None
+
+
+def batches(req: Txt2ImgRequest, seed: int, prepared: inputs.Prepared | None) -> Iterator[Batch]:
+    """The request's jobs in order (module doc: one per batch, or one per init image)."""
+    images = prepared.inits if prepared is not None else [None]
+    pastes = prepared.pastes if prepared is not None else [None]
+    for i in range(req.n_iter):
+        first = seed + i * req.batch_size
+        if len(images) == 1:
+            yield Batch(first, req.batch_size, images[0], pastes[0])
+            continue
+        for j, (init, paste) in enumerate(zip(images, pastes, strict=True)):
+            yield Batch(first + j, 1, init, paste)
 
 
 def _check_scripts(req: Txt2ImgRequest) -> None:
@@ -115,23 +163,26 @@ async def run(request: Request, req: Txt2ImgRequest) -> tuple[Outcome, Any]:
     )
     req.sampler()  # unknown names: refused before anything is queued
     _check_scripts(req)
-    hires = init = mask = paste = None
+    seed = req.seed if req.seed >= 0 else random.randrange(4294967294)
+    hires = prepared = None
     if isinstance(req, Img2ImgRequest):
-        init, mask, req.width, req.height, paste = await run_in_threadpool(
-            inputs.prepare, req, app.settings.max_image_pixels
-        )
+        prepared = await run_in_threadpool(inputs.prepare, req, app.settings.max_image_pixels, seed)
+        req.width, req.height = prepared.width, prepared.height
+        if len(prepared.inits) > 1:  # A1111: the batch is one image per init image
+            req.batch_size = len(prepared.inits)
     elif req.enable_hr:
         _check_hires(req)
+        await run_in_threadpool(_check_hr_checkpoint, registry, req, settings.model)
         upscaler, path = await run_in_threadpool(catalog.hires_upscaler, registry, req.hr_upscaler)
         hires = req.hires(upscaler, path)
-    seed = req.seed if req.seed >= 0 else random.randrange(4294967294)
+    mask = prepared.mask if prepared is not None else None
     control = options.Run(owner)
     dialect.interrupted = dialect.skipped = False
     out = Outcome()
     async with app.events.subscribe() as events:
-        for i in range(req.n_iter):
-            spec = to_spec(req, settings, seed=seed + i * req.batch_size, hires=hires,
-                           init_image=init, mask_image=mask)  # fmt: skip
+        for batch in batches(req, seed, prepared):
+            spec = to_spec(req, settings, seed=batch.seed, hires=hires, init_image=batch.init,
+                           mask_image=mask, batch_count=batch.count)  # fmt: skip
             job = await run_in_threadpool(app.generation.submit_spec, spec, owner)
             control.job_id, control.skipped = job.id, False
             dialect.runs[job.id] = control
@@ -143,7 +194,7 @@ async def run(request: Request, req: Txt2ImgRequest) -> tuple[Outcome, Any]:
                 out.disconnected = True
                 return out, None
             if job.status == "completed":
-                await run_in_threadpool(_collect, request, job, out, req.save_images, paste)
+                await run_in_threadpool(_collect, request, job, out, req.save_images, batch.paste)
             elif job.status == "cancelled" and control.skipped and not control.interrupted:
                 continue
             elif job.status == "cancelled":

@@ -8,18 +8,26 @@ Without width/height the init image's own size is used, rounded down to the engi
 ``inpaint_full_res_padding``, widened to the output's aspect, is cut out and generated at the
 full width x height; ``paste_back`` then scales each result down into that region of the
 original through the mask, so only the masked part changes and gets the full resolution.
+``inpainting_fill`` then prepares the masked area of each image (``fill.py``: what is exact,
+what is a pixel-space approximation).
+
+Several ``init_images`` work as in A1111: one image is the init image of every image of the
+batch; ``k`` images (at most ``batch_size``) make the batch ``k`` images, the ``i``-th from
+the ``i``-th init image (``Prepared.inits``), all under the one mask; more is refused with
+A1111's message.
 """
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from PIL import Image, ImageFilter, ImageOps
 
 from ...._pngmeta import png_bytes
 from ....jobspec.limits import SIDE_STEP
 from ...imaging import decode_image
+from . import fill
 from .schemas import Img2ImgRequest
 
 
@@ -78,19 +86,20 @@ def crop_region(
     return (x1, y1, x2, y2)
 
 
-def prepare(
-    req: Img2ImgRequest, max_pixels: int
-) -> tuple[bytes, bytes | None, int, int, PasteBack | None]:
-    """(init PNG, mask PNG or None, width, height, paste-back or None) for the first of
-    ``init_images``."""
-    if not req.init_images:
-        raise ValueError("init_images: at least one image is required")
-    init = decode_image(req.init_images[0], "init_images", max_pixels).convert("RGB")
-    width = req.width or _side(init.width)
-    height = req.height or _side(init.height)
-    init = resized(init, width, height, req.resize_mode)
-    if not req.mask:
-        return _png(init), None, width, height, None
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """img2img's inputs: one init PNG per init image (with its paste-back for "only masked"),
+    the one mask PNG (None: plain img2img) and the output size."""
+
+    width: int
+    height: int
+    inits: list[bytes] = field(default_factory=list)
+    mask: bytes | None = None
+    pastes: list[PasteBack | None] = field(default_factory=list)
+
+
+def _mask(req: Img2ImgRequest, max_pixels: int, width: int, height: int) -> Image.Image:
+    assert req.mask is not None
     mask = decode_image(req.mask, "mask", max_pixels)
     if mask.mode in ("RGBA", "LA") and mask.getchannel("A").getextrema() != (255, 255):
         mask = mask.getchannel("A")  # a transparent brush stroke: alpha is the mask
@@ -100,13 +109,43 @@ def prepare(
     blur = req.mask_blur if req.mask_blur is not None else max(req.mask_blur_x, req.mask_blur_y)
     if blur > 0:
         mask = mask.filter(ImageFilter.GaussianBlur(blur))
-    if not req.inpaint_full_res:
-        return _png(init), _png(mask), width, height, None
-    box = crop_region(mask, req.inpaint_full_res_padding, width, height)
-    paste = PasteBack(box, _png(init), _png(mask))
-    crop_init = init.crop(box).resize((width, height), Image.Resampling.LANCZOS)
-    crop_mask = mask.crop(box).resize((width, height), Image.Resampling.LANCZOS)
-    return _png(crop_init), _png(crop_mask), width, height, paste
+    return mask
+
+
+def prepare(req: Img2ImgRequest, max_pixels: int, seed: int = 0) -> Prepared:
+    """The init images, mask and size ``req`` asks for; ``seed`` is the first job's (the
+    ``i``-th image's "latent noise" fill uses ``seed + i``, as A1111 seeds its batch)."""
+    if not req.init_images:
+        raise ValueError("init_images: at least one image is required")
+    count = len(req.init_images)
+    if count > 1 and count > req.batch_size:
+        raise ValueError(
+            f"bad number of images passed: {count}; expecting {req.batch_size} or less"
+        )
+    images = [
+        decode_image(text, f"init_images[{i}]" if count > 1 else "init_images", max_pixels)
+        for i, text in enumerate(req.init_images)
+    ]
+    width = req.width or _side(images[0].width)
+    height = req.height or _side(images[0].height)
+    inits = [resized(image.convert("RGB"), width, height, req.resize_mode) for image in images]
+    if not req.mask:
+        return Prepared(width, height, [_png(init) for init in inits], None, [None] * count)
+    mask = job_mask = _mask(req, max_pixels, width, height)
+    box = None
+    if req.inpaint_full_res:
+        box = crop_region(mask, req.inpaint_full_res_padding, width, height)
+        job_mask = mask.crop(box).resize((width, height), Image.Resampling.LANCZOS)
+    out = Prepared(width, height, mask=_png(job_mask))
+    whole_mask = _png(mask)
+    for i, init in enumerate(inits):
+        paste = None
+        if box is not None:  # "only masked": each result goes back into its own original
+            paste = PasteBack(box, _png(init), whole_mask)
+            init = init.crop(box).resize((width, height), Image.Resampling.LANCZOS)
+        out.inits.append(_png(fill.apply(init, job_mask, req.inpainting_fill, seed + i)))
+        out.pastes.append(paste)
+    return out
 
 
 def paste_back(data: bytes, paste: PasteBack) -> bytes:

@@ -16,7 +16,7 @@ from ....errors import InvalidArgument
 from ....registry import ModelRegistry, ModelType
 from ....registry.errors import ModelNotFoundError
 from . import catalog
-from .schemas import Settings
+from .schemas import Settings, cache_option
 
 MAX_KEYS = 1000  # stored options per user: a client must not grow the server's memory
 _FORMATS = {"png": "png", "jpg": "jpeg", "jpeg": "jpeg", "webp": "webp"}
@@ -112,6 +112,7 @@ def checked(registry: ModelRegistry, values: dict[str, Any]) -> dict[str, Any]:
                 raise InvalidArgument(f"{key} must be an integer from {low} to {high}")
     if (vae := out.get("sd_vae")) is not None and str(vae).lower() not in _NO_VAE:
         registry.get(str(vae), type=ModelType.VAE)
+    cache_option(out.get("sdcpp_cache"))  # refused now, not when a job is planned
     return out
 
 
@@ -149,4 +150,5 @@ def settings_for(
         clip_skip=clip_skip if isinstance(clip_skip, int) and clip_skip > 1 else None,
         output_format=_FORMATS[str(merged.get("samples_format", "png")).lower()],
         output_quality=int(merged.get("jpeg_quality", 80)),
+        cache=cache_option(merged.get("sdcpp_cache")),
     )

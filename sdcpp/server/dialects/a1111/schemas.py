@@ -5,6 +5,14 @@ classes and tolerate extras). Where A1111 has a fixed default that only suits SD
 (``steps`` 50, ``cfg_scale`` 7, 512x512), a field left out here means "the plan's recommended
 value for this model" instead; a client that sends the field gets exactly what it asked for.
 Each generation request converts itself into the one job spec with ``to_spec()``.
+
+sdcpp's extras: ``cache`` (step caching: a preset ``off``/``balanced``/``fast``, a mode name
+such as ``ucache``, or ``{"mode", "settings"}``) as a top-level field, for clients that build
+the body themselves; or ``sdcpp_cache`` with the same values in ``override_settings`` (that
+request) or ``POST /options`` (the caller's default), for clients such as ``webuiapi`` that
+send only A1111's own fields plus ``override_settings``. The top-level field wins.
+``image_cfg_scale`` reaches the engine's image guidance, which only instruct-pix2pix style
+edit models use (as in A1111); other models ignore it.
 """
 
 from __future__ import annotations
@@ -14,8 +22,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ....errors import InvalidArgument
 from ....jobspec import ImageSpec
-from ....options import HiresFix
+from ....options import CacheOptions, HiresFix
+from ...schemas.native import CacheItem
 from . import samplers
 
 MAX_ITERATIONS = 100  # n_iter: sequential jobs of batch_size images each
@@ -75,6 +85,8 @@ class Txt2ImgRequest(Base):
     hr_negative_prompt: str = ""
     firstphase_width: int = 0
     firstphase_height: int = 0
+    # sdcpp's extra (module docstring)
+    cache: str | CacheItem | None = None
 
     def sampler(self) -> tuple[Any, Any]:
         return samplers.parse_sampler(self.sampler_name or self.sampler_index, self.scheduler)
@@ -122,7 +134,20 @@ class Settings:
     clip_skip: int | None = None
     output_format: str = "png"
     output_quality: int = 90
+    cache: str | CacheOptions | None = None
     extra: dict[str, str] = field(default_factory=dict)
+
+
+def cache_option(value: Any) -> str | CacheOptions | None:
+    """The ``sdcpp_cache`` option as the spec takes it (InvalidArgument for another type);
+    an empty value is no choice."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return CacheItem.model_validate(value).to_options()
+    raise InvalidArgument('sdcpp_cache: a preset or mode name, or {"mode", "settings"}')
 
 
 def to_spec(
@@ -133,9 +158,13 @@ def to_spec(
     hires: HiresFix | None = None,
     init_image: bytes | None = None,
     mask_image: bytes | None = None,
+    batch_count: int | None = None,
 ) -> ImageSpec:
-    """One job of ``req`` (one of its ``n_iter`` batches): ``seed`` is that batch's first."""
+    """One job of ``req`` (one of its ``n_iter`` batches, or with several init images one
+    image of it): ``seed`` is the job's first, ``batch_count`` its image count (default
+    ``batch_size``)."""
     sampler, scheduler = req.sampler()
+    cache = req.cache.to_options() if isinstance(req.cache, CacheItem) else req.cache
     strength = None
     if init_image is not None:
         strength = 0.75 if req.denoising_strength is None else req.denoising_strength
@@ -147,10 +176,11 @@ def to_spec(
         height=req.height,
         steps=req.steps,
         cfg_scale=req.cfg_scale,
+        image_cfg_scale=getattr(req, "image_cfg_scale", None),
         seed=seed,
         sampler=sampler.value if sampler is not None else None,
         scheduler=scheduler.value if scheduler is not None else None,
-        batch_count=req.batch_size,
+        batch_count=req.batch_size if batch_count is None else batch_count,
         # 1 is A1111's "no skip": the model's own default then (SD 2.x skips one by design)
         clip_skip=req.clip_skip if req.clip_skip and req.clip_skip > 1 else settings.clip_skip,
         eta=req.eta,
@@ -158,6 +188,7 @@ def to_spec(
         mask_image=mask_image,
         strength=strength,
         hires=hires,
+        cache=settings.cache if cache is None else cache,
         vae=settings.vae,
         output_format=settings.output_format,  # type: ignore[arg-type]
         output_quality=settings.output_quality,

@@ -185,8 +185,9 @@ def test_img2img_with_mask(client: TestClient, engine: FakeEngine) -> None:
 
 def _prepared(**fields: Any) -> tuple[Image.Image, Image.Image | None]:
     fields.setdefault("inpaint_full_res", False)  # the whole picture, as it is
-    init, mask, _, _, _ = inputs.prepare(Img2ImgRequest(**fields), 4096 * 4096)
-    return decode(base64.b64encode(init).decode()), (
+    prepared = inputs.prepare(Img2ImgRequest(**fields), 4096 * 4096)
+    mask = prepared.mask
+    return decode(base64.b64encode(prepared.inits[0]).decode()), (
         decode(base64.b64encode(mask).decode()) if mask else None
     )
 
