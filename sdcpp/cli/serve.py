@@ -29,6 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         dest="cors_origins",
         help="allowed browser origin (repeatable)",
     )
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        dest="allowed_hosts",
+        help="a host name clients may use, *.example for a domain (repeatable; default: "
+        "loopback names only when bound to loopback, anything otherwise; '*': any)",
+    )
     serve.add_argument("--max-queue", type=int, help="queued jobs before 503 (default 100)")
     serve.add_argument(
         "--max-loaded-models", type=int, help="models kept loaded at once, LRU (default 1)"
@@ -133,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
             "model",
             "threads",
             "cors_origins",
+            "allowed_hosts",
             "max_queue",
             "max_loaded_models",
             "model_memory_mb",

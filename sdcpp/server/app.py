@@ -39,6 +39,7 @@ from .routers import images, models, native, system
 from .settings import Settings
 from .store import QueueFull
 from .store_api import open_job_store
+from .trusted_host import TrustedHostMiddleware
 from .webui import routes as webui_routes
 from .webui import setup as webui_setup
 
@@ -147,6 +148,7 @@ def create_app(
     middleware = [
         Middleware(RequestIdMiddleware),
         Middleware(AccessLogMiddleware),  # sees the final status, 413s included
+        Middleware(TrustedHostMiddleware, bind_host=settings.host, allowed=settings.allowed_hosts),
         Middleware(
             BodyLimitMiddleware,
             max_bytes=settings.max_body_mb * 2**20,

@@ -33,6 +33,9 @@ class Settings:
     model: str | None = None  # preload this model at start-up
     threads: int | None = None
     cors_origins: tuple[str, ...] = ()
+    # Host names the server answers to (trusted_host.py, against DNS rebinding): empty means
+    # loopback names only when bound to loopback; "*": any
+    allowed_hosts: tuple[str, ...] = ()
     max_queue: int = 100
     # queued jobs one signed-in user may have at once (429 + Retry-After beyond; 0: no quota)
     max_queue_per_user: int = 0
@@ -238,7 +241,7 @@ def _convert(name: str, raw: Any, default: Any) -> Any:
         return raw.strip().lower() in ("1", "true", "yes", "on", "debug", "trace")
     if name == "keep_alive":
         return _seconds(name, raw)
-    if name == "cors_origins":
+    if name in ("cors_origins", "allowed_hosts"):
         items = raw.split(",") if isinstance(raw, str) else list(raw)
         return tuple(x.strip() for x in items if x.strip())
     if isinstance(default, bool):

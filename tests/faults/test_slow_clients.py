@@ -8,7 +8,6 @@ import json
 import logging
 import socket
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "unit" / "server"))  # the fake engine
+sys.path.insert(0, str(Path(__file__).parents[1] / "security"))  # serving on loopback
+from attack import on_loopback
 from fake_engine import FakeEngine
 
-from sdcpp.server import Settings, create_app, listen
+from sdcpp.server import Settings, create_app
 
 TIMEOUT = 1.0  # header, body and SSE send timeouts of the server under test
 MAX_CONNECTIONS = 6
@@ -43,7 +42,9 @@ class Running:
 
     def get(self, path: str) -> bytes:
         with self.connect() as sock:
-            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            sock.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode()
+            )
             return read_all(sock)
 
 
@@ -66,30 +67,14 @@ def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Running]:
         max_connections=MAX_CONNECTIONS,
     )
     app = create_app(settings, engine=FakeEngine())
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = listen.configure(
-        app, settings, log_level="warning", access_log=False, http=request.param
-    )
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.02)
-    try:
-        yield Running(app, sock.getsockname()[1])
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
+    with on_loopback(app, settings, http=request.param) as port:
+        yield Running(app, port)
 
 
 def test_slowloris_headers_get_408_within_the_header_timeout(server: Running) -> None:
     with server.connect() as sock:
         started = time.monotonic()
-        sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\n")
+        sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: localhost\r\n")
         reply = b""
         for _ in range(40):  # one header byte every 0.1 s, for up to 4 s
             try:
@@ -123,7 +108,7 @@ def test_an_idle_connection_is_closed(server: Running) -> None:
 def test_huge_headers_get_431(server: Running) -> None:
     with server.connect() as sock:
         started = time.monotonic()
-        sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\n")
+        sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: localhost\r\n")
         reply = b""
         try:
             for i in range(200):  # ~100 KB of headers, fast
@@ -140,7 +125,7 @@ def test_a_trickled_body_gets_408(server: Running) -> None:
     with server.connect() as sock:
         started = time.monotonic()
         sock.sendall(
-            b"POST /api/validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /api/validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
             b"Content-Length: 1000\r\n\r\n{"
         )
         reply = read_all(sock)  # then nothing more
@@ -171,7 +156,7 @@ def test_an_event_stream_nobody_reads_is_dropped(
     caplog.set_level(logging.INFO, logger="sdcpp.server.connlimits")
     events = server.app.state.events
     with server.connect(rcvbuf=4096) as sock:
-        sock.sendall(b"GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /api/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
         assert sock.recv(1024).startswith(b"HTTP/1.1 200")  # then never read again
         deadline = time.monotonic() + 10
         while events.subscriber_count == 0:
