@@ -1,8 +1,9 @@
-"""One codec for job specs: ``encode`` to plain JSON, ``decode`` strictly back.
+"""One codec for job specs of every kind: ``encode`` to plain JSON, ``decode`` strictly back.
 
-The encoded form is versioned (``{"v": 1, "kind": "image", ...}``) so stored jobs survive a
-spec change; decoding refuses unknown fields, wrong versions and wrong types with
-``SpecError`` (the way ``server/worker/protocol.py`` checks pipe messages).
+The encoded form is versioned and names its kind (``{"v": 1, "kind": "image", ...}``) so
+stored jobs survive a spec change; decoding refuses unknown kinds and fields, wrong versions
+and values of the wrong type with ``SpecError`` (the way ``server/worker/protocol.py`` checks
+pipe messages). Fields left at their default are not written.
 """
 
 from __future__ import annotations
@@ -10,31 +11,41 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
+import types
+import typing
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, Union
 
 from ..options import CacheOptions, HiresFix, SkipLayerGuidance, VaeTiling
+from .convert import ConvertSpec
 from .errors import SpecError
 from .image import ImageSpec, LoraRef
+from .load import LoadSpec
+from .upscale import UpscaleSpec
+from .video import VideoSpec
 
-VERSION = 1
+VERSION = 1  # of every kind's encoding; a kind that changes shape gets its own number
+Spec = ImageSpec | VideoSpec | UpscaleSpec | ConvertSpec | LoadSpec
+KINDS: dict[str, Any] = {
+    cls.KIND: cls for cls in (ImageSpec, VideoSpec, UpscaleSpec, ConvertSpec, LoadSpec)
+}
 _STRUCTURED: dict[str, type] = {
     "cache": CacheOptions,
     "hires": HiresFix,
     "vae_tiling": VaeTiling,
     "skip_layer_guidance": SkipLayerGuidance,
 }
-_IMAGES = ("init_image", "mask_image", "control_image")
+_IMAGES = ("init_image", "mask_image", "control_image", "end_image", "image")
 _IMAGE_LISTS = ("photo_maker_images", "ref_images")
-_FIELDS = {f.name for f in dataclasses.fields(ImageSpec)}
 
 
-def encode(spec: ImageSpec) -> dict[str, Any]:
+def encode(spec: Spec) -> dict[str, Any]:
     """``spec`` as JSON-able data; image bytes as ``{"b64": ...}``, defaults left out."""
     out: dict[str, Any] = {"v": VERSION, "kind": spec.KIND}
     for f in dataclasses.fields(spec):
         value = getattr(spec, f.name)
-        if value == f.default or (f.name == "extra" and not value) or value == ():
+        if value == _default(f) or value == ():
             continue
         if f.name in _IMAGES:
             value = _image_out(value)
@@ -48,17 +59,20 @@ def encode(spec: ImageSpec) -> dict[str, Any]:
     return out
 
 
-def decode(data: Any) -> ImageSpec:
-    """The spec ``encode`` wrote; SpecError for anything else."""
+def decode(data: Any) -> Any:
+    """The spec ``encode`` wrote (an ``ImageSpec``, ``VideoSpec``, ...); SpecError for
+    anything else. Typed ``Any`` so callers that know the kind need no cast."""
     if not isinstance(data, Mapping):
         raise SpecError("a job spec must be an object")
-    if data.get("v") != VERSION or data.get("kind") != ImageSpec.KIND:
+    cls = KINDS.get(data.get("kind"))  # type: ignore[arg-type]
+    if data.get("v") != VERSION or cls is None:
         raise SpecError(
             f"unsupported job spec version/kind: {data.get('v')!r}/{data.get('kind')!r}"
         )
     body = {k: v for k, v in data.items() if k not in ("v", "kind")}
-    if unknown := sorted(set(body) - _FIELDS):
-        raise SpecError(f"unknown job spec field {unknown[0]!r}")
+    hints = _hints(cls)
+    if unknown := sorted(set(body) - set(hints)):
+        raise SpecError(f"unknown {cls.KIND} spec field {unknown[0]!r}")
     values: dict[str, Any] = {}
     for name, value in body.items():
         if name in _IMAGES:
@@ -66,17 +80,63 @@ def decode(data: Any) -> ImageSpec:
         elif name in _IMAGE_LISTS:
             value = tuple(_image_in(v, name) for v in _list(value, name))
         elif name == "loras":
-            value = tuple(build(LoraRef, item, name) for item in _list(value, name))
+            value = tuple(_typed(LoraRef, item, name) for item in _list(value, name))
         elif name == "cache" and isinstance(value, str):
             pass  # a preset or mode name, resolved when the job is planned
         elif name in _STRUCTURED:
             if name == "skip_layer_guidance" and isinstance(value, Mapping) and "layers" in value:
                 value = {**value, "layers": tuple(value["layers"])}
             value = build(_STRUCTURED[name], value, name)
+        if not _fits(value, hints[name]):
+            raise SpecError(f"{cls.KIND} spec field {name!r}: {type(value).__name__} {value!r:.60}")
         values[name] = value
-    spec = build(ImageSpec, values, "spec")
-    assert isinstance(spec, ImageSpec)
-    return spec
+    return build(cls, values, "spec")
+
+
+def _typed(cls: type, value: Any, name: str) -> Any:
+    """``build`` with every field's type checked (for our own nested types)."""
+    built = build(cls, value, name)
+    for field, hint in _hints(cls).items():
+        if not _fits(getattr(built, field), hint):
+            raise SpecError(f"{name}: {field} must not be {getattr(built, field)!r:.60}")
+    return built
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether ``value`` is of the annotated type (JSON's: an int is a float, a bool is not
+    a number)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (Union, types.UnionType):
+        return any(_fits(value, arg) for arg in args)
+    if origin is Literal:
+        return value in args
+    if origin is tuple:
+        return isinstance(value, tuple) and all(_fits(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(
+            _fits(k, args[0]) and _fits(v, args[1]) for k, v in value.items()
+        )
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def _plain(value: Any) -> Any:

@@ -13,6 +13,7 @@ from typing import Literal
 
 from ..options import CacheOptions, HiresFix, SkipLayerGuidance, VaeTiling
 from . import limits
+from .context import EngineContext
 from .errors import SpecError
 
 OutputFormat = Literal["png", "jpeg", "webp"]
@@ -30,8 +31,9 @@ class LoraRef:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ImageSpec:
-    """Everything an image job may set. Build it, then ``GenerationService.submit_spec``.
+class ImageSpec(EngineContext):
+    """Everything an image job may set; then ``GenerationService.submit_spec``. Context
+    options: ``EngineContext``.
 
     ``<lora:name:w>`` tags in ``prompt`` work as well as ``loras``. Companion fields (``vae``,
     ``t5xxl``, ...) name files inside the models dir and win over the architecture plan.
@@ -84,14 +86,6 @@ class ImageSpec:
     taesd: str | None = None
     lora_dir: str | None = None
     embedding_dir: str | None = None
-    # context options
-    n_threads: int | None = None
-    offload_params_to_cpu: bool | None = None
-    keep_clip_on_cpu: bool | None = None
-    keep_vae_on_cpu: bool | None = None
-    diffusion_flash_attn: bool | None = None
-    diffusion_conv_direct: bool | None = None
-    vae_conv_direct: bool | None = None
     # output
     output_format: OutputFormat = "png"
     output_quality: int = 90

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import SpecError
+
 
 @dataclass(frozen=True, slots=True)
 class Limit:
@@ -51,6 +53,16 @@ LIMITS: dict[str, Limit] = {
     "lora_weight": Limit(-10.0, 10.0, default=1.0),
     "n_threads": Limit(1, 512, integer=True),
     "seed": Limit(-1, 2**63 - 1, integer=True, default=-1),
+    # video (Wan's VAE downsamples by 8 and its transformer patches by 2: sides step by 16)
+    "video_side": Limit(16, 4096, 16, integer=True),
+    "video_frames": Limit(1, 1024, integer=True),
+    "high_noise_steps": Limit(1, 150, integer=True),
+    "high_noise_cfg_scale": Limit(0.0, 30.0),
+    "moe_boundary": Limit(0.0, 1.0),
+    "fps": Limit(0.01, 120.0, default=16.0),
+    "video_quality": Limit(1, 100, integer=True),
+    # upscale
+    "upscale_factor": Limit(1, 8, integer=True),
 }
 
 
@@ -61,11 +73,12 @@ def nearest_sides(value: int, step: int = SIDE_STEP) -> tuple[int, int]:
     return low, high
 
 
-def check(name: str, value: float | None) -> str | None:
-    """Why ``value`` is out of ``LIMITS[name]``, or None when it is fine (or absent)."""
+def check(name: str, value: float | None, row: str | None = None) -> str | None:
+    """Why ``value`` is out of ``LIMITS[row or name]``, or None when it is fine (or absent);
+    ``name`` is the field the message names (a video's ``width`` reads row ``video_side``)."""
     if value is None:
         return None
-    limit = LIMITS[name]
+    limit = LIMITS[row or name]
     if isinstance(value, bool) or (limit.integer and not isinstance(value, int)):
         return f"{name} must be an integer, got {value!r}"
     if not limit.low <= value <= limit.high:
@@ -77,6 +90,16 @@ def check(name: str, value: float | None) -> str | None:
             f"it); nearest valid: {low} or {high}"
         )
     return None
+
+
+def check_fields(spec: object, rows: dict[str, str], formats: tuple[str, ...] = ()) -> None:
+    """SpecError for the first of ``spec``'s fields out of its row (``rows``: field -> row
+    name), or an ``output_format`` not in ``formats``."""
+    if formats and getattr(spec, "output_format", None) not in formats:
+        raise SpecError(f"output_format must be one of {', '.join(formats)}")
+    for name, row in rows.items():
+        if problem := check(name, getattr(spec, name), row):
+            raise SpecError(problem)
 
 
 def table() -> dict[str, dict[str, float | int | None]]:

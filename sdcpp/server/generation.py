@@ -7,17 +7,18 @@ builds the worker's parameter dict. Raises ``ApiError`` with seed 004's codes.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..jobspec import ImageSpec, LoraNotFound
+from ..jobspec import ImageSpec, LoraNotFound, UpscaleSpec, VideoSpec
 from ..registry import ModelRegistry, ModelType
 from ..registry.errors import ModelNotFoundError, RegistryError, no_model_message
 from .errors import ApiError
 from .imaging import decode_bytes, decode_image, store_input
-from .job_views import PLAN_KEY
+from .job_record import record
 from .jobs import JobService
 from .schemas.native import (
     ControlNetRequest,
@@ -28,7 +29,7 @@ from .schemas.native import (
     VideoGenerateRequest,
 )
 from .settings import Settings
-from .spec_params import model_plan, plan_view, worker_params
+from .spec_params import image_size, model_plan, plan_view, resolve_image, stored_image
 from .store import Job
 
 _IMAGE_TYPES = ModelType.CHECKPOINT | ModelType.DIFFUSION_MODEL
@@ -44,6 +45,8 @@ class GenerationService:
         # fetches an image field given as a URL (routers/images.url_image, bound in create_app)
         self.url_image: Callable[[str, str], bytes] | None = None
 
+    # Each submit_* queues one job kind: the spec validated (``sdcpp.jobspec.limits``), its
+    # names resolved inside the models dir, stored as a job record (``job_record.record``).
     def submit(
         self, kind: str, req: GenerateBase | VideoGenerateRequest, owner: str | None = None
     ) -> Job:
@@ -84,56 +87,63 @@ class GenerationService:
         spec.validate()
         job_id = job_id or uuid.uuid4().hex
         plan = model_plan(self.registry, spec, self.settings.model)
-        params = worker_params(
-            self.registry, spec, plan, self.jobs.input_dir(job_id), self.settings.max_image_pixels
+        inputs, threads = self.jobs.input_dir(job_id), self.settings.threads
+        resolved, engine = resolve_image(
+            self.registry, spec, plan, inputs, self.settings.max_image_pixels, threads
         )
-        if self.settings.threads and "n_threads" not in params:
-            params["n_threads"] = self.settings.threads
-        params[PLAN_KEY] = plan_view(plan, spec)  # shown in the job's JSON, not sent on
-        return self.jobs.submit(spec.job_kind, params, owner=owner, job_id=job_id)
+        data = record(resolved, engine, plan_view(plan, spec))  # the plan: for the job's JSON
+        return self.jobs.submit(spec.job_kind, data, owner=owner, job_id=job_id)
 
-    def submit_upscale(self, req: UpscaleRequest, owner: str | None = None) -> Job:
+    def submit_upscale(self, req: UpscaleRequest | UpscaleSpec, owner: str | None = None) -> Job:
+        """Queue an upscale: a request (its image decoded, URLs fetched) or a spec."""
         job_id = uuid.uuid4().hex
-        image = self._image(req.image, "image")
-        params: dict[str, Any] = {
-            "upscaler": self._upscaler(req.upscaler),
-            "factor": req.factor,
-            "image_path": str(store_input(image, self.jobs.input_dir(job_id), "image")),
-            "output_format": req.output_format,
-            "output_quality": req.output_quality,
-            "prompt": "",
-            "width": image.width,
-            "height": image.height,
-        }
-        if self.settings.threads:
-            params["n_threads"] = self.settings.threads
-        return self.jobs.submit("upscale", params, owner=owner, job_id=job_id)
+        if isinstance(req, UpscaleRequest):
+            image = self._image(req.image, "image")
+            req = req.to_spec(image=str(store_input(image, self.jobs.input_dir(job_id), "image")))
+        req.validate()
+        path, (width, height) = stored_image(
+            req.image, self.jobs.input_dir(job_id), "image", self.settings.max_image_pixels
+        )
+        resolved = dataclasses.replace(
+            req,
+            image=path,
+            upscaler=self._upscaler(req.upscaler),
+            n_threads=req.n_threads or self.settings.threads,
+        )
+        data = record(resolved, {"width": width, "height": height})  # the source, for display
+        return self.jobs.submit("upscale", data, owner=owner, job_id=job_id)
 
-    def submit_video(self, req: VideoGenerateRequest, owner: str | None = None) -> Job:
+    def submit_video(self, req: VideoGenerateRequest | VideoSpec, owner: str | None = None) -> Job:
         """Queue a video job. The worker plans the companions (VAE, UMT5, CLIP vision, the
-        second Wan 2.2 expert) from ``models_dir``; the request's ``*_path`` files win."""
+        second Wan 2.2 expert) from ``models_dir``; the spec's companion files win."""
         job_id = uuid.uuid4().hex
-        params: dict[str, Any] = {**req.context_fields(), **req.video_fields()}
-        params["model"] = self._video_model(req.model_name or self.settings.model)
-        params["models_dir"] = str(self.registry.root)
-        for field, slot in req.FILE_FIELDS.items():
-            if value := getattr(req, field):
-                params[slot] = self._resolve(value, None)
-        for field, slot in req.DIR_FIELDS.items():
-            if value := getattr(req, field):
-                params[slot] = self._resolve_dir(value)
         inputs = self.jobs.input_dir(job_id)
+        if isinstance(req, VideoGenerateRequest):
+            frames = {
+                field: str(store_input(self._image(text, field), inputs, field))
+                for field in ("init_image", "end_image")
+                if (text := getattr(req, field))
+            }
+            req = req.to_spec(**frames)
+        req.validate()
+        changes: dict[str, Any] = {"model": self._video_model(req.model or self.settings.model)}
+        for slot in ("vae", "t5xxl", "clip_vision", "high_noise_diffusion_model"):
+            if value := getattr(req, slot):
+                changes[slot] = self._resolve(value, None)
+        if req.lora_dir:
+            changes["lora_dir"] = self._resolve_dir(req.lora_dir)
+        size = {k: v for k in ("width", "height") if (v := getattr(req, k)) is not None}
         for field in ("init_image", "end_image"):
-            if text := getattr(req, field):
-                image = self._image(text, field)
-                self._video_size(params, image.size, field)
-                params[f"{field}_path"] = str(store_input(image, inputs, field))
-        params["fps"], params["output_format"] = req.fps, req.output_format
-        if req.output_quality is not None:
-            params["output_quality"] = req.output_quality
-        if self.settings.threads and "n_threads" not in params:
-            params["n_threads"] = self.settings.threads
-        return self.jobs.submit("video", params, owner=owner, job_id=job_id)
+            if (value := getattr(req, field)) is not None:
+                changes[field], _ = stored_image(
+                    value, inputs, field, self.settings.max_image_pixels
+                )
+                self._video_size(size, image_size(changes[field]), field)
+        if req.n_threads is None and self.settings.threads:
+            changes["n_threads"] = self.settings.threads
+        resolved = dataclasses.replace(req, **changes, **size)
+        data = record(resolved, {"models_dir": str(self.registry.root)})
+        return self.jobs.submit("video", data, owner=owner, job_id=job_id)
 
     # -- helpers -------------------------------------------------------------------------
     def _video_model(self, name: str | None) -> str:

@@ -6,12 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .job_record import PLAN_KEY
 from .progress import ProgressTracker, progress_fields
 from .store import Job
 
-# The params key holding the architecture plan a job was queued with (``plan_view``): shown in
-# the job's JSON, never sent to the worker.
-PLAN_KEY = "plan"
+__all__ = ["PLAN_KEY", "job_view"]
 
 
 def job_view(

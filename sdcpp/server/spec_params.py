@@ -18,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .. import cache_presets
 from .._generation import cache_params as native_cache_params
-from ..jobspec import ImageSpec, LoraNotFound, SpecError, limits
+from ..jobspec import ImageSpec, LoadSpec, LoraNotFound, SpecError, limits
 from ..loras import lora_tags
 from ..options import CacheOptions
 from ..plan import plan_from_registry, raise_if_missing, raise_if_unsupported
@@ -28,23 +28,6 @@ from .imaging import store_input
 
 _IMAGE_TYPES = ModelType.CHECKPOINT | ModelType.DIFFUSION_MODEL
 _COMPANIONS = ("vae", "clip_l", "clip_g", "t5xxl", "llm", "taesd")
-_CONTEXT = (
-    "n_threads",
-    "offload_params_to_cpu",
-    "keep_clip_on_cpu",
-    "keep_vae_on_cpu",
-    "diffusion_flash_attn",
-    "diffusion_conv_direct",
-    "vae_conv_direct",
-)
-# spec field -> library GenerationRequest field (same name when absent)
-_GENERATION = {
-    "negative_prompt": None, "width": None, "height": None, "steps": None, "cfg_scale": None,
-    "image_cfg_scale": None, "guidance": None, "sampler": "sample_method", "scheduler": None,
-    "batch_count": None, "clip_skip": None, "eta": None, "flow_shift": None, "strength": None,
-    "control_strength": None, "photo_maker_id_embed": None, "photo_maker_style_strength": None,
-}  # fmt: skip
-_STRUCTURED = ("cache", "hires", "vae_tiling", "skip_layer_guidance")
 _DEFAULTED = ("steps", "cfg_scale", "width", "height", "flow_shift", "guidance", "scheduler")
 _LORA_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".gguf")
 
@@ -69,65 +52,54 @@ def model_plan(registry: ModelRegistry, spec: ImageSpec, default: str | None) ->
     return plan
 
 
-def worker_params(
-    registry: ModelRegistry, spec: ImageSpec, plan: Any, inputs: Path, max_pixels: int
-) -> dict[str, Any]:
-    """The worker's ``run`` params for ``spec`` (images stored into ``inputs``)."""
-    params: dict[str, Any] = {"prompt": spec.prompt, **plan.loader_kwargs(), **plan.context}
-    for name in _CONTEXT:
-        if (value := getattr(spec, name)) is not None:
-            params[name] = value
-    for name, target in _GENERATION.items():
-        if (value := getattr(spec, name)) is not None:
-            params[target or name] = value
+def resolve_image(
+    registry: ModelRegistry,
+    spec: ImageSpec,
+    plan: Any,
+    inputs: Path,
+    max_pixels: int,
+    threads: int | None = None,
+) -> tuple[ImageSpec, dict[str, Any]]:
+    """``spec`` as it will run, and the engine part of its job record (``job_record``): the
+    plan's files under their load keyword plus its context settings. In the resolved spec,
+    names are files (LoRAs, ControlNet, PhotoMaker, the LoRA/embedding dirs), images are
+    stored into ``inputs``, the plan's recommended values fill what ``spec`` left out, and a
+    step-cache preset is the options for this architecture."""
+    changes: dict[str, Any] = {"model": str(plan.model_path)}
     recommended = plan.defaults
     for name in _DEFAULTED:  # the plan's defaults fill what the spec leaves out
-        if params.get(name) is None and getattr(recommended, name, None) is not None:
-            params[name] = getattr(recommended, name)
-    if params.get("sample_method") is None and recommended.sample_method is not None:
-        params["sample_method"] = str(recommended.sample_method)
-    if params.get("scheduler") is not None:
-        params["scheduler"] = str(params["scheduler"])  # the plan's is an enum member
-    if spec.seed is not None and spec.seed >= 0:
-        params["seed"] = spec.seed
-    for name in _STRUCTURED:
-        if (value := getattr(spec, name)) is not None and name == "cache":
-            value = cache_for(value, plan)
-        if value is not None:
-            params[name] = dataclasses.asdict(value)  # stored as JSON; the worker rebuilds it
+        if getattr(spec, name) is None and (value := getattr(recommended, name, None)) is not None:
+            changes[name] = str(value) if name == "scheduler" else value  # an enum member
+    if spec.sampler is None and recommended.sample_method is not None:
+        changes["sampler"] = str(recommended.sample_method)
+    if spec.cache is not None:
+        changes["cache"] = cache_for(spec.cache, plan)
+    if spec.n_threads is None and threads:
+        changes["n_threads"] = threads
     lora_dir = _dir(registry, spec.lora_dir, "loras")
+    changes["lora_dir"] = str(lora_dir) if lora_dir is not None else None
     embedding_dir = _dir(registry, spec.embedding_dir, "embeddings")
-    if lora_dir is not None:
-        params["lora_dir"] = str(lora_dir)
-    if embedding_dir is not None:
-        params["embedding_dir"] = str(embedding_dir)
+    changes["embedding_dir"] = str(embedding_dir) if embedding_dir is not None else None
     where = lora_dir or registry.root / "loras"
     for name, weight in lora_tags(spec.prompt):
         _lora(where, name)  # a <lora:name:w> tag is checked like `loras`: 404 before queuing
         if (problem := limits.check("lora_weight", weight)) is not None:
             raise SpecError(f"<lora:{name}:...>: {problem}")
-    if spec.loras:
-        params["loras"] = [
-            {"path": _lora(where, r.name), "multiplier": r.weight, "is_high_noise": r.is_high_noise}
-            for r in spec.loras
-        ]
-    if spec.control_net:
-        params["control_net"] = str(registry.resolve(registry.get(spec.control_net).id))
-    if spec.photo_maker:
-        params["photo_maker"] = str(registry.resolve(registry.get(spec.photo_maker).id))
+    changes["loras"] = tuple(dataclasses.replace(r, name=_lora(where, r.name)) for r in spec.loras)
+    for name in ("control_net", "photo_maker"):
+        if value := getattr(spec, name):
+            changes[name] = str(registry.resolve(registry.get(value).id))
     for name, mode in (("init_image", "RGB"), ("mask_image", "L"), ("control_image", "RGB")):
         if (value := getattr(spec, name)) is not None:
-            params[f"{name}_path"] = _stored(value, inputs, name, mode, max_pixels)
+            changes[name] = _stored(value, inputs, name, mode, max_pixels)
     for name in ("ref_images", "photo_maker_images"):
-        if values := getattr(spec, name):
-            key = "ref_image_paths" if name == "ref_images" else "photo_maker_image_paths"
-            params[key] = [
-                _stored(v, inputs, f"{name}_{i}", "RGB", max_pixels) for i, v in enumerate(values)
-            ]
-    params["canny"] = spec.canny
-    params["preview"] = spec.preview
-    params["output_format"], params["output_quality"] = spec.output_format, spec.output_quality
-    return params
+        changes[name] = tuple(
+            _stored(v, inputs, f"{name}_{i}", "RGB", max_pixels)
+            for i, v in enumerate(getattr(spec, name))
+        )
+    for slot in _COMPANIONS:  # in the engine part, as the plan resolved them
+        changes[slot] = None
+    return dataclasses.replace(spec, **changes), {**plan.loader_kwargs(), **plan.context}
 
 
 def cache_for(cache: str | CacheOptions, plan: Any) -> CacheOptions | None:
@@ -190,6 +162,23 @@ def _lora(folder: Path, name: str) -> str:
     raise LoraNotFound(name, str(folder))
 
 
+def stored_image(
+    value: bytes | str, inputs: Path, name: str, max_pixels: int
+) -> tuple[str, tuple[int, int]]:
+    """An input image's stored path and its size (bytes are stored into ``inputs``)."""
+    path = _stored(value, inputs, name, "RGB", max_pixels)
+    return path, image_size(path)
+
+
+def image_size(path: str) -> tuple[int, int]:
+    """The size of an image the server stored."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, UnidentifiedImageError):
+        raise SpecError(f"{Path(path).name}: not a readable image") from None
+
+
 def _stored(value: bytes | str, inputs: Path, name: str, mode: str, max_pixels: int) -> str:
     if isinstance(value, str):
         return value  # already stored by the server
@@ -203,13 +192,17 @@ def _stored(value: bytes | str, inputs: Path, name: str, mode: str, max_pixels: 
         raise SpecError(f"{name}: not a PNG, JPEG or WebP image") from None
 
 
-def load_params(registry: ModelRegistry, name: str, threads: int | None) -> dict[str, Any]:
+def load_params(
+    registry: ModelRegistry, spec: LoadSpec | str, threads: int | None
+) -> dict[str, Any]:
     """The context keywords an explicit model load uses: the same plan, companions and default
     LoRA/embedding dirs as a job for that model, so the job finds the loaded context (one
-    cache key) instead of loading a second copy."""
-    plan = model_plan(registry, ImageSpec(prompt="", model=name), None)
-    params: dict[str, Any] = {**plan.loader_kwargs(), **plan.context}
-    if threads:
+    cache key) instead of loading a second copy. ``spec``: a ``LoadSpec`` or a model name."""
+    spec = LoadSpec(model=spec) if isinstance(spec, str) else spec
+    spec.validate()
+    plan = model_plan(registry, ImageSpec(prompt="", model=spec.model), None)
+    params: dict[str, Any] = {**plan.loader_kwargs(), **plan.context, **spec.context_options()}
+    if threads and "n_threads" not in params:
         params["n_threads"] = threads
     for key, folder in (("lora_dir", "loras"), ("embedding_dir", "embeddings")):
         if (path := _dir(registry, None, folder)) is not None:

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .job_record import job_params
 from .sqlite import Cursor, SqliteStore, SqlStore
 
 __all__ = [
@@ -51,7 +52,10 @@ JOB_KINDS: frozenset[str] = frozenset(
     {"txt2img", "img2img", "inpainting", "controlnet", "upscale", "video", "convert"}
 )
 
-SCHEMA_VERSION = 3  # 2: job_counts and its triggers; 3: heartbeat_at, last_error(_at)
+# 2: job_counts and its triggers; 3: heartbeat_at, last_error(_at); 4: params may hold a job
+# record with the typed spec (``job_record``). Rows of <= 3 keep their plain params dicts and
+# still load and run (``job_record.job_params`` passes them through): no row is rewritten.
+SCHEMA_VERSION = 4
 # Portable on purpose (SQLite now, PostgreSQL when the queue is shared by many workers):
 # - only TEXT, INTEGER, BIGINT and DOUBLE PRECISION. Not REAL: on PostgreSQL that is a 4-byte
 #   float, which would round epoch seconds to about two minutes. SQLite maps each name to the
@@ -134,6 +138,9 @@ _DEFAULT_JOB_SECONDS = 5.0
 
 @dataclass(frozen=True, slots=True)
 class Job:
+    """A job as stored. ``params``: its engine params, derived from the stored spec record
+    (``job_record.job_params``; the plain dict of a schema <= 3 row as it was)."""
+
     id: str
     kind: str
     status: str
@@ -164,7 +171,7 @@ class Job:
         (id_, kind, status, params, owner, created, started, finished, attempts, crashes, error,
          outputs, result, lease_owner, lease_expires, seq, *lease) = row  # fmt: skip
         return cls(
-            id_, kind, status, json.loads(params), owner, created, started, finished,
+            id_, kind, status, job_params(json.loads(params)), owner, created, started, finished,
             attempts, crashes, error, json.loads(outputs), json.loads(result),
             lease_owner, lease_expires, seq, *lease,
         )  # fmt: skip

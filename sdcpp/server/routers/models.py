@@ -32,6 +32,7 @@ from ...registry import ModelEntry, ModelNotFoundError, ModelRegistry, RegistryE
 from .. import conversion, model_info, uploads
 from ..auth.identity import identity_of
 from ..errors import ApiError, status_for_code
+from ..job_record import record
 from ..schemas.models import ConvertRequest, ValidateRequest
 from ..schemas.native import ModelBatchRequest, ModelIdRequest
 from ..spec_params import load_params
@@ -232,7 +233,8 @@ async def model_convert(request: Request) -> JSONResponse:
             is_admin=is_admin,
             busy_outputs=busy,
         )
-        return jobs.submit("convert", plan.job_params(req.model_name), owner=owner), plan
+        data = record(req.to_spec(), plan.job_params(req.model_name))  # the typed spec, stored
+        return jobs.submit("convert", data, owner=owner), plan
 
     try:
         job, plan = await run_in_threadpool(submit)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from ...jobspec import ConvertSpec
+
 
 class ConvertRequest(BaseModel):
     """Seed 002's ``POST /api/models/convert`` body. Every check beyond types (the
@@ -26,6 +28,16 @@ class ConvertRequest(BaseModel):
         None, max_length=4096, description="per-tensor types: 'regex=type,regex=type'"
     )
     overwrite: bool = Field(False, description="replace an existing output (admins only)")
+
+    def to_spec(self) -> ConvertSpec:
+        return ConvertSpec(
+            model=self.model_name,
+            quantization_type=self.quantization_type,
+            output_path=self.output_path,
+            vae=self.vae,
+            tensor_type_rules=self.tensor_type_rules,
+            overwrite=self.overwrite,
+        )
 
 
 class ValidateRequest(BaseModel):

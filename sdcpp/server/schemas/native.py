@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ...jobspec import LIMITS, ImageSpec, LoraRef
+from ...jobspec import LIMITS, ImageSpec, LoraRef, UpscaleSpec, VideoSpec
 from ...options import CacheOptions, SampleMethod, Scheduler
 
 # Seed 004 lists "dpmpp2m"-style spellings; the engine's are "dpm++2m". Accept both.
@@ -257,6 +257,16 @@ class UpscaleRequest(BaseModel):
     output_format: OutputFormat = "png"
     output_quality: int = limited("output_quality", 90)
 
+    def to_spec(self, image: str) -> UpscaleSpec:
+        """This request as the job spec; ``image``: the stored input's path."""
+        return UpscaleSpec(
+            image=image,
+            upscaler=self.upscaler,
+            factor=self.factor,
+            output_format=self.output_format,
+            output_quality=self.output_quality,
+        )
+
 
 class CancelRequest(BaseModel):
     job_id: str = Field(..., min_length=1, max_length=64)
@@ -319,6 +329,25 @@ class VideoGenerateRequest(EngineOptions, SamplingChoice):
             "seed": None if self.seed == "random" else self.seed,
         }
         return {k: v for k, v in fields.items() if v is not None}
+
+    def to_spec(self, **images: Any) -> VideoSpec:
+        """This request as the job spec; ``images``: the stored frames' paths
+        (``init_image=...``, ``end_image=...``)."""
+        fields = {k: v for k, v in self.video_fields().items() if k != "sample_method"}
+        files = {
+            slot: getattr(self, f) for f, slot in {**self.FILE_FIELDS, **self.DIR_FIELDS}.items()
+        }
+        return VideoSpec(
+            **fields,
+            **self.context_fields(),
+            **{k: v for k, v in files.items() if v},
+            **images,
+            model=self.model_name,
+            sampler=self.sampling_method,
+            fps=self.fps,
+            output_format=self.output_format,
+            output_quality=self.output_quality,
+        )
 
     # request field -> worker param holding a file inside the models dir; these win over the
     # companions the worker would pick from the models dir

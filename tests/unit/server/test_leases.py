@@ -31,7 +31,7 @@ def test_a_version_2_database_migrates_in_place(open_store: OpenStore, raw_sql: 
         f"VALUES ('{'a' * 32}', 1, 'txt2img', 'processing', '{{}}', 1.0, 1, 'old')",
     )
     with open_store() as s:
-        assert s.schema_version == SCHEMA_VERSION == 3
+        assert s.schema_version == SCHEMA_VERSION == 4
         job = s.get("a" * 32)
         assert job is not None and (job.heartbeat_at, job.last_error) == (None, None)
         assert s.recover() == (["a" * 32], [])

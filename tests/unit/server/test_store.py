@@ -332,7 +332,7 @@ def test_persistence_and_versions(open_store: OpenStore) -> None:
         s.claim_next("w")
         s.finish(job.id, "completed", outputs=["v.webm"], result={"generation_time": 1.5})
         queued = s.create("convert", {"type": "q8_0"})
-        assert s.schema_version == SCHEMA_VERSION == 3
+        assert s.schema_version == SCHEMA_VERSION == 4
     with open_store() as s:
         done = s.get(job.id)
         assert done is not None and done.outputs == ["v.webm"]
