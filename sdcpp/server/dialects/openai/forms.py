@@ -7,6 +7,9 @@ input folder, so nothing a client sent reaches native code unchecked.
 
 OpenAI's mask: an image the size of the first ``image`` whose *transparent* pixels (alpha 0)
 mark the area to edit. The engine's mask: white = repaint. So the engine gets 255 - alpha.
+An edit sent without a mask whose first image has transparent pixels is DALL-E 2's case ("if
+mask is not provided, image must have transparency, which will be used as the mask"): that
+image's own alpha is the mask. An opaque image without a mask is an edit of the whole image.
 """
 
 from __future__ import annotations
@@ -86,6 +89,11 @@ async def _parts(request: Request) -> Form:
             fields["loras"] = json.loads(fields["loras"])
         except ValueError:
             raise FormError("loras", 'loras: a JSON list of {"name", "weight"}') from None
+    if isinstance(cache := fields.get("cache"), str) and cache.lstrip().startswith("{"):
+        try:
+            fields["cache"] = json.loads(cache)
+        except ValueError:
+            raise FormError("cache", 'cache: a preset, a mode, or {"mode", "settings"}') from None
     return Form(fields, images, mask)
 
 
@@ -123,6 +131,14 @@ def engine_mask(mask: Image.Image, image: Image.Image) -> Image.Image:
     return ImageOps.invert(mask.convert("RGBA").getchannel("A"))
 
 
+def has_transparency(image: Image.Image) -> bool:
+    """Whether some pixel of ``image`` is not fully opaque."""
+    if "A" not in image.getbands() and "transparency" not in image.info:
+        return False
+    low = image.convert("RGBA").getchannel("A").getextrema()[0]  # one band: (min, max)
+    return isinstance(low, int | float) and low < 255
+
+
 def takes_ref_images(registry: Any, model: str | None, default: str | None) -> bool:
     """Whether the model that will run reads reference images (by its detected family)."""
     name = model or default
@@ -142,12 +158,14 @@ def edit_images(
     inputs: Path,
     max_pixels: int,
     ref_model: bool,
+    alpha_mask: bool = True,
 ) -> tuple[tuple[int, int], dict[str, Any]]:
     """(output size, the spec's image fields) for an edit: images checked and stored.
 
     A model that reads reference images gets all of them as ``ref_images`` (and, with a mask,
     the first as init image too); any other model the first as init image, resized to the
-    output size, with the mask inpainting it."""
+    output size, with the mask inpainting it. Without a mask, ``alpha_mask`` (edits, not
+    variations) takes the first image's transparent area as the mask."""
     if not form.images:
         raise FormError("image", "image is required: one file, or several as image[]")
     if len(form.images) > MAX_IMAGES:
@@ -155,6 +173,8 @@ def edit_images(
     images = [decode(raw, "image", max_pixels) for raw in form.images]
     first = images[0]
     mask = engine_mask(decode(form.mask, "mask", max_pixels), first) if form.mask else None
+    if mask is None and alpha_mask and has_transparency(first):
+        mask = engine_mask(first, first)  # DALL-E 2: the image's transparent area is the mask
     width, height = output_size(size, first)
     fields: dict[str, Any] = {}
     if ref_model:

@@ -135,7 +135,8 @@ async def generations(request: Request) -> Response:
 async def _edit(
     request: Request, req: ImagesEditRequest, form: forms.Form, ref_ok: bool
 ) -> Response:
-    """An edit (or a variation): images checked and stored under the job's id, then queued."""
+    """An edit (or a variation, ``ref_ok`` false: one image, the whole of it changed): images
+    checked and stored under the job's id, then queued."""
     state = request.app.state
     model = await run_in_threadpool(resolve_model, state.registry, req.model, IMAGE_TYPES)
     ref_model = ref_ok and await run_in_threadpool(
@@ -145,7 +146,13 @@ async def _edit(
     inputs = state.jobs.input_dir(job_id)
     try:
         size, images = await run_in_threadpool(
-            forms.edit_images, form, req.size, inputs, state.settings.max_image_pixels, ref_model
+            forms.edit_images,
+            form,
+            req.size,
+            inputs,
+            state.settings.max_image_pixels,
+            ref_model,
+            ref_ok,  # an edit's transparent image is its own mask; a variation's is not
         )
         spec = req.to_spec(model, size, **images)
         return await _answer(request, req, spec, job_id, "image_edit")

@@ -9,6 +9,12 @@ that change nothing here are accepted and echoed the way OpenAI answers them:
 - ``background``: the engine paints opaque images, so every answer says ``opaque``;
 - ``model``: a name from the models dir; OpenAI's own names (``dall-e-2``, ``gpt-image-1``...,
   what Open WebUI sends when none is set) mean the server's default model.
+
+sdcpp's extras are top-level fields, which is what the SDK's ``extra_body`` sends (and, for
+edits and variations, extra form fields): negative_prompt, steps, cfg_scale, seed, sampler,
+scheduler, loras, strength and ``cache``, the step cache: a preset (``off``, ``balanced``,
+``fast``), a mode name (``ucache``, ``easycache``...) or ``{"mode", "settings"}`` (in a form,
+that object as a JSON string), e.g. ``images.generate(..., extra_body={"cache": "fast"})``.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ....jobspec import ImageSpec, LoraRef
+from ...schemas.native import CacheItem
 
 _SIZE = re.compile(r"^(\d{2,4})x(\d{2,4})$")
 # OpenAI's model names: they name no file here, so they mean "the server's default model"
@@ -81,6 +88,7 @@ class ImageOptions(BaseModel):
     scheduler: str | None = None
     loras: list[LoraItem] = []
     strength: float | None = None
+    cache: str | CacheItem | None = None
 
     def to_spec(
         self, model: str | None = None, size: tuple[int, int] | None = None, **images: Any
@@ -109,6 +117,7 @@ class ImageOptions(BaseModel):
             batch_count=self.n,
             loras=tuple(LoraRef(name=x.name, weight=x.weight) for x in self.loras),
             strength=self.strength,
+            cache=self.cache.to_options() if isinstance(self.cache, CacheItem) else self.cache,
             output_format=self.output_format or "png",
             # OpenAI's 0-100 (100: least compressed) is the encoder's quality, 1-100
             output_quality=90
@@ -146,7 +155,7 @@ class ImagesEditRequest(ImageOptions):
 class ImagesVariationRequest(BaseModel):
     """POST /v1/images/variations: image (a file), n, size, response_format, model, user; our
     extras ``prompt`` (none: the prompt stored in the image's PNG text, else an empty one),
-    ``strength`` (how far from the image, default 0.6), steps, seed, cfg_scale."""
+    ``strength`` (how far from the image, default 0.6), steps, seed, cfg_scale, cache."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -161,6 +170,7 @@ class ImagesVariationRequest(BaseModel):
     steps: int | None = None
     cfg_scale: float | None = None
     seed: int | None = None
+    cache: str | CacheItem | None = None
 
     def as_edit(self, prompt: str) -> ImagesEditRequest:
         """A variation is an edit of the whole image with the prompt it was made from."""
