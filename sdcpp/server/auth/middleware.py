@@ -24,6 +24,8 @@ class AuthMiddleware:
                 scope["user"] = GUEST
             else:
                 resolved = auth.resolve(scope)
+                if resolved.pam is not None:  # a Basic pair for PAM: checked off the loop
+                    resolved = await auth.finish_basic(resolved.pam)
                 scope["user"] = resolved.identity or GUEST
                 if resolved.error is not None:
                     scope["auth_error"] = resolved.error

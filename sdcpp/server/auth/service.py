@@ -10,7 +10,8 @@ Methods (``--auth``, comma-separated):
     unix      the peer's uid on the ``--uds`` socket; ``X-Unix-User`` only narrows it
 
 On the A1111 dialect's routes (``/sdapi/``), ``Authorization: Basic`` with a local user's name
-and password counts too (when ``jwt`` logins are on), as AUTOMATIC1111's ``--api-auth`` does.
+and password counts too (when ``jwt`` logins are on), or a PAM user's (when ``pam`` is on:
+checked as a PAM login is, off the event loop), as AUTOMATIC1111's ``--api-auth`` does.
 
 Any method but ``none`` accepts this server's JWTs (the login of ``jwt``, ``pam`` or ``unix``
 issues them). Exactly one credential counts per request: ``Authorization``, else ``X-API-Key``,
@@ -25,7 +26,7 @@ import binascii
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -35,7 +36,7 @@ from . import apikeys, session
 from .capability import OutputSigner
 from .identity import GUEST, NO_AUTH, Identity
 from .limiter import FailureLimiter
-from .pam_backend import PamBackend, groups_of
+from .pam_backend import PamBackend, PamBusy, groups_of
 from .passwords import verify_password
 from .secret import derive_key, load_or_create_secret
 from .store import USERNAME, AuthQueries, User, open_auth_store
@@ -65,9 +66,22 @@ class AuthFailure(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class PamBasic:
+    """An HTTP Basic pair that only PAM can check. PAM blocks (seconds, after a failure), so
+    ``resolve`` hands it back and the middleware awaits ``finish_basic`` instead."""
+
+    username: str
+    password: str = field(repr=False)
+    client_ip: str
+    digest: bytes = field(repr=False)
+    known: str | None  # the user's local password hash when seen (the cache's validity)
+
+
+@dataclass(frozen=True, slots=True)
 class Resolved:
     identity: Identity | None  # None: no credentials at all
     error: str | None = None  # why offered credentials were refused
+    pam: PamBasic | None = None  # an HTTP Basic pair waiting for its PAM check
 
 
 class AuthService:
@@ -122,7 +136,10 @@ class AuthService:
             value = value.strip()
             basic = scheme.lower() == "basic" and _basic_allowed(scope)
             if basic and value:  # an empty "Basic " (clients with no password set): none
-                return Resolved(self._from_basic(value, scope))
+                found = self._from_basic(value, scope)
+                if isinstance(found, PamBasic):
+                    return Resolved(None, pam=found)
+                return Resolved(found)
             if authorization and not basic:
                 if scheme.lower() != "bearer" or not value:
                     raise AuthFailure("use 'Authorization: Bearer <token or API key>'")
@@ -143,18 +160,19 @@ class AuthService:
             return Resolved(None, str(exc))
         return Resolved(GUEST if self.guests_allowed else None)
 
-    def _from_basic(self, value: str, scope: dict[str, Any]) -> Identity:
+    def _from_basic(self, value: str, scope: dict[str, Any]) -> Identity | PamBasic:
         """HTTP Basic (the A1111 dialect's scheme): a local user's name and password, checked
-        as a login is (same hash, same lockouts). A verified pair is remembered (as a digest)
-        for ``BASIC_CACHE_SECONDS`` while the user's password hash is unchanged, so a client
-        sending it with every request does not pay an Argon2 check each time."""
+        as a login is (same hash, same lockouts), or else, with PAM on, the pair for PAM to
+        check (``finish_basic``). A verified pair is remembered (as a digest) for
+        ``BASIC_CACHE_SECONDS`` while the user's password hash is unchanged, so a client
+        sending it with every request pays neither an Argon2 nor a PAM check each time."""
         assert self.store is not None
         try:
             username, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError, ValueError):
             raise AuthFailure("malformed Basic credentials") from None
-        if not sep or "jwt" not in self.methods:
-            raise AuthFailure("Basic credentials need a local user (user:password)")
+        if not sep or ("jwt" not in self.methods and self.pam is None):
+            raise AuthFailure("Basic credentials need a local or PAM user (user:password)")
         client = scope.get("client") or ("", 0)
         user_key, ip_key = f"user:{username}", f"ip:{client[0]}"
         wait = max(self.limiter_user.retry_after(user_key), self.limiter_ip.retry_after(ip_key))
@@ -163,20 +181,53 @@ class AuthService:
         digest = hashlib.sha256(f"{username}\0{password}".encode()).digest()
         user = self.store.user_by_name(username) if USERNAME.fullmatch(username) else None
         known = user.password_hash if user is not None else None
+        local = known is not None and "jwt" in self.methods  # as _check_password decides
         cached = self._basic.get(digest)
         if cached is not None and cached[0] == known and cached[1] > time.monotonic():
             ok = True
+        elif not local and self.pam is not None:
+            return PamBasic(username, password, client[0], digest, known)
         else:  # an unknown user still costs a check (no user enumeration)
-            ok = verify_password(known, password) and known is not None
+            ok = verify_password(known if local else None, password) and local
         if not ok or user is None or not user.active:
             self.limiter_user.fail(user_key)
             self.limiter_ip.fail(ip_key)
             raise AuthFailure("invalid username or password")
         self.limiter_user.succeed(user_key)
+        self._remember_basic(digest, known)
+        return Identity(user.id, user.username, user.role, "basic")
+
+    def _remember_basic(self, digest: bytes, known: str | None) -> None:
         if len(self._basic) >= BASIC_CACHE_SIZE:
             self._basic.clear()
         self._basic[digest] = (known, time.monotonic() + BASIC_CACHE_SECONDS)
-        return Identity(user.id, user.username, user.role, "basic")
+
+    async def finish_basic(self, pending: PamBasic) -> Resolved:
+        """The PAM half of an HTTP Basic check (``resolve`` handed it over): PAM's own pool,
+        the same lockouts and the same user row (made on first sight) as a PAM login."""
+        assert self.pam is not None
+        user_key, ip_key = f"user:{pending.username}", f"ip:{pending.client_ip}"
+        try:
+            ok = await self.pam.authenticate(pending.username, pending.password)
+        except PamBusy as exc:
+            return Resolved(None, str(exc))
+        user = self._pam_user(pending.username) if ok else None
+        if user is None or not user.active:
+            self.limiter_user.fail(user_key)
+            self.limiter_ip.fail(ip_key)
+            return Resolved(None, "invalid username or password")
+        self.limiter_user.succeed(user_key)
+        self._remember_basic(pending.digest, pending.known)
+        return Resolved(Identity(user.id, user.username, user.role, "basic"))
+
+    def _pam_user(self, username: str) -> User:
+        """The users row of a PAM-checked account, made on first sight; admins by group."""
+        assert self.pam is not None and self.store is not None
+        admin = self.pam.is_admin(username)
+        user = self.store.ensure_user(username, role="admin" if admin else "user", source="pam")
+        if admin and user.role != "admin" and user.active:
+            user = self.store.set_role(username, "admin")
+        return user
 
     def _active_user(self, user: User | None) -> User:
         if user is None or not user.active:
@@ -268,11 +319,7 @@ class AuthService:
         if self.pam is not None:
             if not await self.pam.authenticate(username, password):
                 return None
-            user = self.store.ensure_user(
-                username, role="admin" if self.pam.is_admin(username) else "user", source="pam"
-            )
-            if self.pam.is_admin(username) and user.role != "admin" and user.active:
-                user = self.store.set_role(username, "admin")
+            user = self._pam_user(username)
             return user if user.active else None
         # no such local user: spend the time of a real check anyway (no user enumeration)
         await run_in_threadpool(verify_password, None, password)

@@ -4,6 +4,8 @@ Authorization header, well-formed or not, is ignored."""
 from __future__ import annotations
 
 import base64
+import pwd
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,3 +73,46 @@ def test_auth_off_ignores_any_authorization(tmp_path: Path) -> None:
         for header in ("Basic " + base64.b64encode(b"x:y").decode(), "Basic ", "garbage", ""):
             r = client.get(f"{API}/options", headers={"Authorization": header})
             assert r.status_code == 200, header
+
+
+# -- PAM users over HTTP Basic (real system accounts, as tests/e2e/test_auth_serve.py) ------
+PAM_USER, PAM_PASSWORD = "sdcpp-pamtest", "pam-test-Pass-1"
+PAM_ADMIN, PAM_ADMIN_PASSWORD = "sdcpp-pamadmin", "pam-admin-Pass-2"
+PAM_SCRIPT = Path(__file__).resolve().parents[4] / ".ci" / "pam-test-users.sh"
+
+
+@pytest.fixture
+def pam_secured(tmp_path: Path) -> Iterator[TestClient]:
+    """Auth by PAM only (no local logins) over .ci/pam-test-users.sh's accounts."""
+    try:
+        pwd.getpwnam(PAM_USER)
+        ready = Path("/etc/pam.d/sdcpp-test").exists()
+    except KeyError:
+        ready = False
+    if not ready:  # needs_root: this runs as root
+        subprocess.run([str(PAM_SCRIPT)], check=True)
+    settings = {"pam_service": "sdcpp-test", "admin_group": "sdcpp-pamadmins"}
+    yield from app_client(tmp_path, FakeEngine(), auth=("pam", "api-key"), **settings)
+
+
+@pytest.mark.needs_root("pam_unix checks passwords in /etc/shadow; the accounts are made as root")
+def test_basic_auth_of_a_pam_user(pam_secured: TestClient) -> None:
+    pam_user = basic(PAM_USER, PAM_PASSWORD)
+    r = pam_secured.post(f"{API}/txt2img", json={"prompt": "x", **SMALL}, headers=pam_user)
+    assert r.status_code == 200, r.text
+    users = pam_secured.app.state.auth.store  # type: ignore[attr-defined]
+    row = users.user_by_name(PAM_USER)
+    assert row is not None and row.role == "user"  # made on first sight, as a PAM login does
+    (job,) = pam_secured.app.state.jobs.store.list(limit=5)  # type: ignore[attr-defined]
+    assert job.owner == row.id
+    assert pam_secured.get(f"{API}/options", headers=pam_user).status_code == 200  # remembered
+    r = pam_secured.get(f"{API}/options", headers=basic(PAM_USER, "wrong"))
+    assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Basic")
+    r = pam_secured.get(f"{API}/options", headers=basic(PAM_ADMIN, PAM_ADMIN_PASSWORD))
+    assert r.status_code == 200
+    assert users.user_by_name(PAM_ADMIN).role == "admin"  # by group membership
+    r = pam_secured.get(f"{API}/options", headers=basic("sdcpp-no-such-user", "x"))
+    assert r.status_code == 401
+    # Basic stays the A1111 dialect's scheme, PAM or not
+    r = pam_secured.get("/api/queue/status", headers=pam_user)
+    assert r.status_code == 401
