@@ -42,6 +42,13 @@ Connector = Callable[[tuple[str, int], float], socket.socket]
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the low 32 bits are an IPv4 address
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: local-use, never public
+# Special-purpose ranges (IANA registries) that an older Python's ``is_global`` calls global:
+# 3.11.7 says so of 192.0.0.8 (RFC 7600), 6to4 relays, 3fff::/20 (documentation, RFC 9637)
+# and 5f00::/16 (SRv6, RFC 9602). None of them holds an image server.
+_NOT_PUBLIC = tuple(
+    ipaddress.ip_network(net)
+    for net in ("192.0.0.0/24", "192.88.99.0/24", "2001:db8::/32", "3fff::/20", "5f00::/16")
+)
 _CHUNK = 64 * 1024
 
 
@@ -58,6 +65,8 @@ def is_public(ip: IPAddress) -> bool:
             return is_public(ip.sixtofour)
         if ip in _NAT64:
             return is_public(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    if any(ip in net for net in _NOT_PUBLIC):
+        return False
     # is_global alone misses nothing today, the explicit list keeps the intent readable
     return ip.is_global and not (
         ip.is_loopback
@@ -276,6 +285,10 @@ class Fetcher:
                 _settimeout(conn, deadline)
                 chunk = response.read(_CHUNK)
                 if not chunk:
+                    if length is not None and length.strip().isdigit() and total < int(length):
+                        # http.client ends a short body silently on read(amt): a lie or a cut
+                        short = int(length) - total
+                        raise http.client.HTTPException(f"it ended {short} bytes early")
                     return b"".join(chunks)
                 total += len(chunk)
                 if total > self.max_bytes:

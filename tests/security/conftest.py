@@ -10,6 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from attack import Served, serving
+from test_images_api import server as local_server  # noqa: F401 (a fixture: a loopback site)
 
 
 @pytest.fixture
