@@ -248,14 +248,20 @@ def test_keyboard_only_generate(ui: Watched, server: UIServer) -> None:
     assert not ui.errors, ui.errors
 
 
-def test_inpainting_mask_matches_the_stroke(ui: Watched, server: UIServer, tmp_path: Path) -> None:
+def open_mask_editor(w: Watched, url: str, tmp_path: Path) -> tuple[Page, Any]:
+    """The inpainting tab with a 64x64 source image: the page and its mask canvas."""
     source = tmp_path / "source.png"
     Image.new("RGB", (64, 64), (40, 90, 160)).save(source)
-    page = _open(ui, f"{server.url}/ui/")
+    page = _open(w, f"{url}/ui/")
     page.click("#kind-tabs [data-kind=inpainting]")
     page.set_input_files("#image-file", str(source))
     canvas = page.locator("#mask-canvas")
     expect(canvas).to_have_attribute("width", "64")
+    return page, canvas
+
+
+def test_inpainting_mask_matches_the_stroke(ui: Watched, server: UIServer, tmp_path: Path) -> None:
+    page, canvas = open_mask_editor(ui, server.url, tmp_path)
     page.focus("#mask-size")
     page.keyboard.press("Home")  # keyboard: the smallest brush, then back up to 32 screen px
     expect(page.locator("#mask-size-value")).to_have_text("2")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,11 +24,12 @@ PASSWORD = "web-ui-Pass-1"
 def auth_server(tmp_path_factory: pytest.TempPathFactory, tiny_path: Path) -> Iterator[UIServer]:
     data = _data_dir(tmp_path_factory.mktemp("webui-auth"), tiny_path)
     script = shutil.which("sdcpp") or str(Path(sys.executable).with_name("sdcpp"))
-    subprocess.run(
-        [script, "users", "add", "alice", "--data-dir", str(data), "--password-stdin"],
-        input=f"{PASSWORD}\n".encode(),
-        check=True,
-    )
+    for name in ("alice", "bob"):
+        subprocess.run(
+            [script, "users", "add", name, "--data-dir", str(data), "--password-stdin"],
+            input=f"{PASSWORD}\n".encode(),
+            check=True,
+        )
     srv = UIServer(data, "--auth", "jwt,api-key")
     try:
         yield srv
@@ -79,3 +81,44 @@ def test_login_live_updates_and_logout_with_auth_on(
             expect(page.locator("#login-dialog")).to_be_visible()  # signed out for good
         finally:
             context.close()
+
+
+def _generate_as(server: UIServer, username: str, prompt: str) -> None:
+    login = httpx.post(
+        f"{server.url}/api/auth/login", json={"username": username, "password": PASSWORD}
+    )
+    headers = {"Authorization": f"Bearer {login.json()['token']}"}
+    body = {"prompt": prompt, "width": 64, "height": 64, "steps": 1}
+    job_id = httpx.post(f"{server.url}/api/generate/text2img", json=body, headers=headers).json()[
+        "job_id"
+    ]
+    deadline = time.monotonic() + DONE / 1000
+    url = f"{server.url}/api/queue/job/{job_id}"
+    while httpx.get(url, headers=headers).json()["status"] != "completed":
+        assert time.monotonic() < deadline, "the job did not complete"
+        time.sleep(0.2)
+
+
+def test_each_user_sees_only_their_own_gallery(
+    browser: Browser,  # noqa: F811  (the fixture)
+    auth_server: UIServer,
+) -> None:
+    _generate_as(auth_server, "alice", "alice's own lighthouse")
+    _generate_as(auth_server, "bob", "bob's private harbour")
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"{auth_server.url}/ui/#gallery")
+        page.fill("#login-username", "alice")
+        page.fill("#login-password", PASSWORD)
+        page.click("#login-form button[type=submit]")
+        page.wait_for_selector("body[data-ready=true]", timeout=20000)
+        grid = page.locator("#gallery-grid")
+        expect(grid.locator(".thumb", has=page.locator("img"))).not_to_have_count(0)
+        expect(grid.get_by_role("button", name="alice's own lighthouse")).not_to_have_count(0)
+        expect(grid.get_by_role("button", name="bob's private harbour")).to_have_count(0)
+        page.goto(f"{auth_server.url}/ui/#queue")
+        expect(page.locator("#queue-list")).to_contain_text("alice's own lighthouse")
+        expect(page.locator("#queue-list")).not_to_contain_text("bob's private harbour")
+    finally:
+        context.close()

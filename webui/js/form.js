@@ -4,7 +4,7 @@
 import { api } from "./api.js";
 import { $, $$, clear, h } from "./dom.js";
 import { FIELDS, KINDS, OUTPUT_FORMATS, OWN_CONTROLS, SIZE_PRESETS } from "./fields.js";
-import { session } from "./state.js";
+import { emit, session } from "./state.js";
 
 export let limits = {};
 let kind = "txt2img";
@@ -106,6 +106,7 @@ export function setKind(next) {
   $("#image-input").hidden = !info.image;
   $("#mask-editor").hidden = !info.mask;
   document.body.dataset.kind = kind;
+  emit("kind", kind);
 }
 
 function numberOf(id) {
@@ -158,6 +159,7 @@ export function applyValues(values) {
     session.lastSeed = values.seed;
     $("#f-seed").value = values.seed;
   }
+  $("#f-prompt").dispatchEvent(new Event("input")); // who reads the prompt (the LoRA list)
   if (values.model_name) {
     const option = $$("#f-model_name option").find((o) => o.value === values.model_name
       || o.textContent.startsWith(values.model_name));

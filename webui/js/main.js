@@ -1,6 +1,7 @@
 // Start-up: theme, sign-in, the form, live updates; pages by URL hash; keyboard shortcuts.
 
 import { initAccount, renderAccount } from "./account.js";
+import { initCanny } from "./canny.js";
 import { $, $$, toast } from "./dom.js";
 import { initAuth } from "./auth.js";
 import { buildForm } from "./form.js";
@@ -12,6 +13,7 @@ import { loadQueue, startLive, stopLive } from "./live.js";
 import { initMask } from "./mask.js";
 import { initModelPick } from "./modelpick.js";
 import { initModels, renderModels } from "./models.js";
+import { initPresets, loadPresets } from "./presets.js";
 import { initQueue } from "./queue.js";
 import { initStatus } from "./status.js";
 import { dropJob, jobs, on } from "./state.js";
@@ -69,6 +71,8 @@ async function boot() {
   initAccount();
   initModelPick();
   initMask();
+  initCanny();
+  initPresets();
   initQueue();
   initGallery();
   showPage();
@@ -87,7 +91,7 @@ let initialized = false;
 
 async function start() {
   const once = initialized ? [] : [initModels()];
-  await Promise.all([buildForm(), loadQueue(), ...once]);
+  await Promise.all([buildForm(), loadQueue(), loadPresets(), ...once]);
   if (!initialized) initStatus();
   initialized = true;
   startLive();

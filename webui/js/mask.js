@@ -1,5 +1,6 @@
 // The inpainting mask editor: paint over the source image (white = repaint) with a brush or
-// an eraser; size, invert, clear, undo. Pointer events: mouse, pen and touch alike.
+// an eraser; size, invert, clear, undo, zoom (buttons or Ctrl+wheel; the stage grows inside a
+// scroll box, and strokes map through its on-screen size). Pointer events: mouse, pen, touch.
 
 import { $, $$ } from "./dom.js";
 import { on } from "./state.js";
@@ -9,6 +10,19 @@ const undoStack = [];
 let tool = "brush";
 let drawing = false;
 let last = null;
+const ZOOMS = [1, 1.5, 2, 3, 4, 6, 8];
+let zoom = 1;
+
+export function setZoom(next) {
+  zoom = Math.min(ZOOMS.at(-1), Math.max(1, next));
+  $("#mask-stage").style.setProperty("--zoom", String(zoom)); // CSSOM: allowed by the CSP
+  $("#mask-zoom-value").textContent = `${Math.round(zoom * 100)}%`;
+}
+
+function zoomStep(direction) {
+  const i = ZOOMS.findIndex((z) => z >= zoom - 1e-9);
+  setZoom(ZOOMS[Math.min(ZOOMS.length - 1, Math.max(0, i + direction))]);
+}
 
 function ctx() {
   return canvas().getContext("2d", { willReadFrequently: true });
@@ -123,10 +137,19 @@ export function initMask() {
   $("#mask-invert").addEventListener("click", invertMask);
   $("#mask-clear").addEventListener("click", clearMask);
   $("#mask-undo").addEventListener("click", undoMask);
+  $("#mask-zoom-in").addEventListener("click", () => zoomStep(1));
+  $("#mask-zoom-out").addEventListener("click", () => zoomStep(-1));
+  $("#mask-zoom-reset").addEventListener("click", () => setZoom(1));
+  c.addEventListener("wheel", (e) => {
+    if (!e.ctrlKey) return; // a plain wheel scrolls the zoomed stage
+    e.preventDefault();
+    zoomStep(e.deltaY < 0 ? 1 : -1);
+  }, { passive: false });
   $("#mask-size").addEventListener("input", () => { $("#mask-size-value").textContent = $("#mask-size").value; });
   on("source-image", (img) => {
     $("#mask-image").src = img.dataUrl;
     resetMask(img.width, img.height);
+    setZoom(1);
   });
   setTool("brush");
 }

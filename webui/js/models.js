@@ -1,9 +1,14 @@
 // The Models page: every file the server knows, its type, architecture, size, hash and
-// loaded state; load, unload and refresh (admins: the API refuses others anyway).
+// loaded state; load, unload, refresh, upload and convert to GGUF (admins: the API refuses
+// others anyway; the uploads and conversions themselves are modelops.js).
 
 import { api } from "./api.js";
 import { $, fmtBytes, h, toast } from "./dom.js";
 import { loadModels } from "./form.js";
+import { initModelOps, openConvert } from "./modelops.js";
+
+// what the converter reads: whole models and their parts, not LoRAs, presets or upscalers
+const CONVERTIBLE = ["checkpoint", "diffusion_model", "vae", "clip", "t5xxl", "text_encoder", "controlnet"];
 
 async function act(path, message) {
   try {
@@ -30,6 +35,10 @@ function row(m) {
       ? h("button", { type: "button", class: "small",
         onclick: () => act(`/api/models/${id}/${m.loaded ? "unload" : "load"}`, `${m.name}: ${m.loaded ? "unloaded" : "loaded"}`) },
       m.loaded ? "Unload" : "Load")
+      : "",
+    CONVERTIBLE.includes(m.type) && !/\.gguf$/i.test(m.id || "")
+      ? h("button", { type: "button", class: "small", "aria-label": `Convert ${m.name} to GGUF`,
+        onclick: () => openConvert(m) }, "To GGUF")
       : ""));
 }
 
@@ -48,4 +57,8 @@ export async function initModels() {
   } catch { /* the list still works unfiltered */ }
   $("#models-type").addEventListener("change", () => renderModels().catch((e) => toast(e.message, "error")));
   $("#models-refresh").addEventListener("click", () => act("/api/models/refresh", "Model list refreshed."));
+  for (const option of [...$("#models-type").options].slice(1)) {
+    $("#upload-type").append(h("option", { value: option.value }, option.value));
+  }
+  await initModelOps(async () => { await renderModels(); await loadModels(); });
 }
