@@ -8,17 +8,20 @@ stored (``codec.encode``) and turned into the worker's parameters. ``None`` alwa
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 from ..options import CacheOptions, HiresFix, SkipLayerGuidance, VaeTiling
 from . import limits
-from .context import EngineContext
+from .context import CONTEXT_FIELDS, EngineContext
 from .errors import SpecError
 
 OutputFormat = Literal["png", "jpeg", "webp"]
 # An input image: raw file bytes (PNG/JPEG/WebP), or a path the server already stored.
 ImageInput = bytes | str
+# Field metadata key: the library ``GenerationRequest`` field a spec field reaches when its
+# name there differs (``sampler`` -> ``sample_method``).
+ENGINE_NAME = "engine_name"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,7 +52,7 @@ class ImageSpec(EngineContext):
     image_cfg_scale: float | None = None
     guidance: float | None = None
     seed: int | None = None  # None or -1: random (the job reports the seed used)
-    sampler: str | None = None
+    sampler: str | None = field(default=None, metadata={ENGINE_NAME: "sample_method"})
     scheduler: str | None = None
     batch_count: int = 1
     clip_skip: int | None = None
@@ -122,3 +125,36 @@ class ImageSpec(EngineContext):
         for lora in self.loras:
             if problem := limits.check("lora_weight", lora.weight):
                 raise SpecError(f"LoRA {lora.name!r}: {problem}")
+
+
+# ImageSpec fields that do not reach the library's GenerationRequest as they are: the server
+# resolves them into files or stored images (model, companions, images, LoRAs), the worker
+# rebuilds them from JSON (structured options), or they shape the output and the job. Every
+# other field is a plain generation option: see ``generation_options``.
+SPECIAL_FIELDS = frozenset(
+    {
+        "prompt", "model", "seed", "loras", "canny", "preview", "extra",
+        "init_image", "mask_image", "control_image", "photo_maker_images", "ref_images",
+        "cache", "hires", "vae_tiling", "skip_layer_guidance",
+        "vae", "clip_l", "clip_g", "t5xxl", "llm", "taesd",
+        "output_format", "output_quality",
+        *CONTEXT_FIELDS,
+    }
+)  # fmt: skip
+
+
+def generation_options(spec_type: type[ImageSpec] = ImageSpec) -> dict[str, str]:
+    """Spec field -> library ``GenerationRequest`` field for every plain generation option of
+    ``spec_type``: what the worker's params carry (``job_record.image_params``) and what the
+    native request accepts by the spec's own name (``schemas.native``). A new spec field lands
+    here by itself; ``ENGINE_NAME`` metadata renames it."""
+    if (known := _OPTIONS.get(spec_type)) is None:
+        known = _OPTIONS[spec_type] = {
+            f.name: f.metadata.get(ENGINE_NAME, f.name)
+            for f in fields(spec_type)
+            if f.name not in SPECIAL_FIELDS
+        }
+    return known
+
+
+_OPTIONS: dict[type[ImageSpec], dict[str, str]] = {}  # per spec class: derived once

@@ -49,6 +49,7 @@ LIMITS: dict[str, Limit] = {
     "flow_shift": Limit(0.0, 100.0),
     "strength": Limit(0.0, 1.0, default=0.75),
     "control_strength": Limit(0.0, 10.0, default=0.9),
+    "photo_maker_style_strength": Limit(0.0, 100.0),  # percent of the steps (engine: 20)
     "output_quality": Limit(1, 100, integer=True, default=90),
     "lora_weight": Limit(-10.0, 10.0, default=1.0),
     "n_threads": Limit(1, 512, integer=True),

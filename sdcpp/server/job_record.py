@@ -34,6 +34,7 @@ from ..jobspec import (
     encode,
 )
 from ..jobspec.codec import Spec
+from ..jobspec.image import generation_options
 
 # The params key holding the architecture plan a job was queued with (``plan_view``): shown in
 # the job's JSON, never sent to the worker.
@@ -42,14 +43,6 @@ PLAN_KEY = "plan"
 # the job fails with this message instead of every listing failing.
 SPEC_ERROR_KEY = "stored_spec_error"
 
-# image spec field -> library GenerationRequest field (same name when None)
-_GENERATION = {
-    "negative_prompt": None, "width": None, "height": None, "steps": None, "cfg_scale": None,
-    "image_cfg_scale": None, "guidance": None, "sampler": "sample_method", "scheduler": None,
-    "batch_count": None, "clip_skip": None, "eta": None, "flow_shift": None, "strength": None,
-    "control_strength": None, "photo_maker_id_embed": None, "photo_maker_style_strength": None,
-    "control_net": None, "photo_maker": None, "lora_dir": None, "embedding_dir": None,
-}  # fmt: skip
 _STRUCTURED = ("cache", "hires", "vae_tiling", "skip_layer_guidance")
 _IMAGE_PATHS = {"init_image": "init_image_path", "mask_image": "mask_image_path",
                 "control_image": "control_image_path"}  # fmt: skip
@@ -108,7 +101,7 @@ def job_params(data: dict[str, Any]) -> dict[str, Any]:
 def image_params(spec: ImageSpec, engine: Mapping[str, Any]) -> dict[str, Any]:
     """A resolved image spec as the worker's ``run`` params (``worker/jobs.parse_job``)."""
     params: dict[str, Any] = {"prompt": spec.prompt, **engine, **spec.context_options()}
-    _copy(spec, _GENERATION, params)
+    _copy(spec, generation_options(type(spec)), params)  # derived from the spec's fields
     if spec.seed is not None and spec.seed >= 0:
         params["seed"] = spec.seed
     for name in _STRUCTURED:

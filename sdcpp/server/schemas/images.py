@@ -46,10 +46,11 @@ class EstimateRequest(Text2ImgRequest):
     prompt: str = Field("", max_length=20000)
 
     def estimate_fields(self) -> dict[str, Any]:
+        spec = self.to_spec()
         return {
             "model_name": self.model_name,
-            "width": self.width or 512,
-            "height": self.height or 512,
-            "steps": self.steps or 20,
+            "width": spec.width or 512,
+            "height": spec.height or 512,
+            "steps": spec.steps or 20,
             "batch_count": self.batch_count,
         }

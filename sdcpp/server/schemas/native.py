@@ -7,11 +7,21 @@ and checked by ``sdcpp.server.imaging``.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+import types
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args, get_type_hints
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from ...jobspec import LIMITS, ImageSpec, LoraRef, UpscaleSpec, VideoSpec
+from ...jobspec.image import generation_options
 from ...options import CacheOptions, SampleMethod, Scheduler
 
 # Seed 004 lists "dpmpp2m"-style spellings; the engine's are "dpm++2m". Accept both.
@@ -111,7 +121,37 @@ class CacheItem(BaseModel):
         return CacheOptions(mode=self.mode, settings=dict(self.settings))
 
 
-class GenerateBase(EngineOptions, SamplingChoice):
+# Spec options the image-input requests declare themselves (text2img has no use for them).
+_IMAGE_INPUT_OPTIONS = frozenset({"strength", "control_strength"})
+
+
+def spec_request_fields(spec_type: type[ImageSpec] = ImageSpec) -> dict[str, Any]:
+    """Pydantic field definitions for the spec's plain numeric and boolean generation options
+    (``generation_options``), by the spec's own names and bounded by their limits row: a new
+    spec option is a native request field without a line here. Strings are left out on
+    purpose: they name files or choices that need their own resolution or check."""
+    hints = get_type_hints(spec_type)
+    out: dict[str, Any] = {}
+    for name in generation_options(spec_type):
+        kinds = set(get_args(hints[name]) or (hints[name],)) - {types.NoneType}
+        if name in _IMAGE_INPUT_OPTIONS or not kinds <= {int, float, bool}:
+            continue
+        if kinds == {bool}:
+            out[name] = (bool | None, None)
+        elif name not in LIMITS:
+            raise LookupError(f"{spec_type.__name__}.{name} needs a row in jobspec.limits.LIMITS")
+        else:
+            out[name] = (hints[name] | None, limited(name))
+    return out
+
+
+if TYPE_CHECKING:
+    _SpecOptions = BaseModel
+else:
+    _SpecOptions = create_model("_SpecOptions", **spec_request_fields())
+
+
+class GenerateBase(EngineOptions, SamplingChoice, _SpecOptions):
     """Fields shared by every generation endpoint (seed 004's text2img body and more)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, populate_by_name=True)
@@ -123,16 +163,8 @@ class GenerateBase(EngineOptions, SamplingChoice):
     )
     prompt: str = Field(..., min_length=1, max_length=20000)
     negative_prompt: str = Field("", max_length=20000)
-    width: int | None = limited("width")
-    height: int | None = limited("height")
-    steps: int | None = limited("steps")
-    cfg_scale: float | None = limited("cfg_scale")
-    guidance: float | None = limited("guidance")
     seed: int | Literal["random"] = "random"
     batch_count: int = limited("batch_count", 1, validation_alias=also("batch_count", "batch_size"))
-    clip_skip: int | None = limited("clip_skip")
-    eta: float | None = limited("eta")
-    flow_shift: float | None = limited("flow_shift")
     cache: str | CacheItem | None = Field(
         None,
         description="step caching: a preset (off, balanced, fast), a mode name (ucache, "
@@ -157,41 +189,25 @@ class GenerateBase(EngineOptions, SamplingChoice):
             raise ValueError("seed must be -1 (random), 'random' or a non-negative integer")
         return value
 
-    def generation_fields(self) -> dict[str, Any]:
-        """The library's GenerationRequest fields set by this request."""
-        fields = {
-            "prompt": self.prompt,
-            "negative_prompt": self.negative_prompt,
-            "width": self.width,
-            "height": self.height,
-            "steps": self.steps,
-            "cfg_scale": self.cfg_scale,
-            "guidance": self.guidance,
-            "sample_method": self.sampling_method,
-            "scheduler": self.scheduler,
-            "seed": None if self.seed == "random" else self.seed,
-            "batch_count": self.batch_count,
-            "clip_skip": self.clip_skip,
-            "eta": self.eta,
-            "flow_shift": self.flow_shift,
-        }
-        return {k: v for k, v in fields.items() if v is not None}
-
     def to_spec(self, **images: Any) -> ImageSpec:
         """This request as the one job spec; ``images`` are the stored input paths
         (``init_image=...``) and the request's own image/ControlNet fields."""
         files = {
             slot: getattr(self, f) for f, slot in {**self.FILE_FIELDS, **self.DIR_FIELDS}.items()
         }
-        context = self.context_fields()
-        fields = self.generation_fields()
-        fields["sampler"] = fields.pop("sample_method", None)
+        # every spec option this request has by the spec's name (``spec_request_fields``)
+        options = {
+            name: value
+            for name in generation_options(ImageSpec)
+            if name in type(self).model_fields and (value := getattr(self, name)) is not None
+        }
+        options.update({k: v for k, v in files.items() if v}, **self.context_fields(), **images)
         return ImageSpec(
             model=self.model_name,
-            **fields,
-            **{k: v for k, v in files.items() if v},
-            **context,
-            **images,
+            prompt=self.prompt,
+            sampler=self.sampling_method,
+            seed=None if self.seed == "random" else self.seed,
+            **options,
             loras=tuple(LoraRef(name=lora.name, weight=lora.weight) for lora in self.loras),
             cache=self.cache.to_options() if isinstance(self.cache, CacheItem) else self.cache,
             output_format=self.output_format,
