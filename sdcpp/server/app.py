@@ -25,8 +25,9 @@ from .dialects.a1111 import router as a1111_api
 from .dialects.diffusionapi import router as diffusionapi
 from .dialects.lightdiffusion import router as lightdiffusion
 from .dialects.openai import router as openai_api
-from .errors import ApiError, error_response
+from .errors import error_response
 from .events import EventBus
+from .exceptions import ServerError
 from .generation import GenerationService
 from .jobs import JobService
 from .logs import AccessLogMiddleware, worker_level
@@ -36,6 +37,7 @@ from .middleware import BodyLimitMiddleware, RequestIdMiddleware
 from .openapi import build_openapi
 from .routers import auth as auth_api
 from .routers import images, models, native, system
+from .routing import declared_rules
 from .settings import Settings
 from .store import QueueFull
 from .store_api import open_job_store
@@ -133,7 +135,7 @@ def create_app(
                 **lightdiffusion.BODIES,
                 **a1111_api.BODIES,
             },
-            access=access_of,
+            access=functools.partial(access_of, declared=declared_rules(app.routes)),
         )
         try:
             yield
@@ -171,7 +173,7 @@ def create_app(
     middleware.append(Middleware(AuthMiddleware))
     # Specific types are handled by Starlette's ExceptionMiddleware; `Exception` (the last resort)
     # by ServerErrorMiddleware, which also re-raises for the server log.
-    handled = (ApiError, HTTPException, SdcppError, ValidationError, QueueFull, Exception)
+    handled = (ServerError, HTTPException, SdcppError, ValidationError, QueueFull, Exception)
     handlers = dict.fromkeys(handled, error_response)
     webui = webui_setup(settings.webui, settings.webui_dir)
     app = Starlette(

@@ -30,7 +30,7 @@ from ..options import WeightType
 from ..registry import ModelEntry, ModelRegistry
 from ..registry.model_types import TEXT_TYPES, TYPE_INFO
 from ..registry.paths import is_inside, normalize_relpath
-from .errors import ApiError
+from .exceptions import ConversionInProgress, InsufficientStorage
 
 # Spellings beyond the engine's own names (see the module docstring).
 ALIASES: dict[str, WeightType] = {
@@ -136,7 +136,8 @@ def plan(
     """Check a convert request against the models dir. ``is_admin``: only admins may overwrite
     (no auth configured means everyone is). ``busy_outputs``: outputs of queued/running converts.
 
-    Raises InvalidArgument (400), ModelNotFoundError (404), ApiError 409/507."""
+    Raises InvalidArgument (400), ModelNotFoundError (404), ConversionInProgress (409),
+    InsufficientStorage (507)."""
     wtype = parse_type(quantization_type)
     rules = parse_rules(tensor_type_rules)
     entry = registry.get(model_name)
@@ -149,7 +150,7 @@ def plan(
     output = Path(root_real, *rel.split("/"))
     _check_output(root_real, rel, output, source, overwrite=overwrite, is_admin=is_admin)
     if str(output) in set(busy_outputs):
-        raise ApiError(409, "CONVERSION_IN_PROGRESS", f"a queued conversion already writes {rel}")
+        raise ConversionInProgress(f"a queued conversion already writes {rel}")
     estimate = estimate_output_bytes([source, *([vae_path] if vae_path else [])], wtype)
     check_free_space(output.parent, estimate)
     return ConvertPlan(source, output, rel, wtype, vae_path, rules, overwrite, estimate)
@@ -276,9 +277,7 @@ def check_free_space(folder: Path, needed: int) -> None:
     the folder by its own name only: a client never learns the server's absolute paths."""
     free = shutil.disk_usage(folder).free
     if free < needed + RESERVE_BYTES:
-        raise ApiError(
-            507,
-            "INSUFFICIENT_STORAGE",
+        raise InsufficientStorage(
             f"the output needs about {_mib(needed)} MiB plus {_mib(RESERVE_BYTES)} MiB reserve; "
             f"{_mib(free)} MiB free on the disk of the {folder.name!r} folder",
         )

@@ -34,7 +34,7 @@ from typing import Any
 
 from ..registry import ModelRegistry, ModelType
 from ..registry.errors import ModelNotFoundError, RegistryError
-from .errors import ApiError
+from .exceptions import BadRequest
 from .store import Job
 from .store_api import JobStoreApi
 
@@ -166,9 +166,9 @@ def estimate_request(
         }
         model = os.fspath(registry.resolve(entry.id)) if entry is not None else None
     except ModelNotFoundError:
-        raise ApiError(404, "MODEL_NOT_FOUND", f"model not found: {name}") from None
+        raise ModelNotFoundError(f"model not found: {name}") from None
     except RegistryError as exc:
-        raise ApiError(400, "INVALID_PARAMETERS", str(exc)) from None
+        raise BadRequest(str(exc)) from None
     jobs = store.list(status="completed", limit=HISTORY)
     answer = estimate(
         (s for job in jobs if (s := sample_of(job)) is not None),

@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
-from .errors import ApiError
+from .exceptions import DownloadFailed, DownloadTimeout, PayloadTooLarge, UrlNotAllowed
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Sequence[str]]
@@ -87,8 +87,8 @@ def system_resolver(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
-def refused(message: str) -> ApiError:
-    return ApiError(400, "URL_NOT_ALLOWED", message)
+def refused(message: str) -> UrlNotAllowed:
+    return UrlNotAllowed(message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +188,7 @@ class Fetcher:
         try:
             found = self.resolver(host, port)
         except (OSError, UnicodeError) as exc:
-            raise ApiError(502, "DOWNLOAD_FAILED", f"cannot resolve {host!r}: {exc}") from None
+            raise DownloadFailed(f"cannot resolve {host!r}: {exc}") from None
         addresses: list[str] = []
         for raw in found:
             try:
@@ -199,7 +199,7 @@ class Fetcher:
             if str(ip) not in addresses:
                 addresses.append(str(ip))
         if not addresses:
-            raise ApiError(502, "DOWNLOAD_FAILED", f"{host!r} has no address")
+            raise DownloadFailed(f"{host!r} has no address")
         return tuple(addresses)
 
     def fetch(self, url: str) -> Fetched:
@@ -215,20 +215,18 @@ class Fetcher:
                 if response.status in REDIRECTS:
                     location = response.getheader("Location")
                     if not location:
-                        raise ApiError(502, "DOWNLOAD_FAILED", "a redirect without a Location")
+                        raise DownloadFailed("a redirect without a Location")
                     url = urljoin(url, location.strip())
                     continue
                 if response.status != 200:
-                    raise ApiError(
-                        502, "DOWNLOAD_FAILED", f"the server answered HTTP {response.status}"
-                    )
+                    raise DownloadFailed(f"the server answered HTTP {response.status}")
                 body = self._read(conn, response, deadline)
                 return Fetched(url, response.getheader("Content-Type") or "", body)
             finally:
                 if response is not None:
                     response.close()  # also on early exits: the unread body holds the socket
                 conn.close()
-        raise ApiError(502, "DOWNLOAD_FAILED", f"more than {self.max_redirects} redirects")
+        raise DownloadFailed(f"more than {self.max_redirects} redirects")
 
     def _connect(self, target: Target, deadline: float) -> _PinnedHTTPConnection:
         error: Exception | None = None
@@ -252,7 +250,7 @@ class Fetcher:
             except OSError as exc:
                 conn.close()
                 error = exc
-        raise ApiError(502, "DOWNLOAD_FAILED", f"cannot connect to {target.host!r}: {error}")
+        raise DownloadFailed(f"cannot connect to {target.host!r}: {error}")
 
     def _request(
         self, conn: _PinnedHTTPConnection, target: Target, deadline: float
@@ -267,14 +265,12 @@ class Fetcher:
         except http.client.InvalidURL as exc:
             raise refused(f"not a valid URL: {exc}") from None
         except (OSError, http.client.HTTPException) as exc:
-            raise ApiError(502, "DOWNLOAD_FAILED", f"request failed: {exc}") from None
+            raise DownloadFailed(f"request failed: {exc}") from None
 
     def _read(
         self, conn: _PinnedHTTPConnection, response: http.client.HTTPResponse, deadline: float
     ) -> bytes:
-        too_big = ApiError(
-            413, "PAYLOAD_TOO_LARGE", f"the image is larger than {self.max_bytes} bytes"
-        )
+        too_big = PayloadTooLarge(f"the image is larger than {self.max_bytes} bytes")
         length = response.getheader("Content-Length")
         if length is not None and length.strip().isdigit() and int(length) > self.max_bytes:
             raise too_big
@@ -297,11 +293,11 @@ class Fetcher:
         except TimeoutError:
             raise _timeout() from None
         except (OSError, http.client.HTTPException) as exc:
-            raise ApiError(502, "DOWNLOAD_FAILED", f"reading the body failed: {exc}") from None
+            raise DownloadFailed(f"reading the body failed: {exc}") from None
 
 
-def _timeout() -> ApiError:
-    return ApiError(504, "DOWNLOAD_TIMEOUT", "the download took too long")
+def _timeout() -> DownloadTimeout:
+    return DownloadTimeout("the download took too long")
 
 
 def _remaining(deadline: float) -> float:

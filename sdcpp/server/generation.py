@@ -2,7 +2,8 @@
 
 Resolves model names and every file or directory a request names inside the models directory
 (nothing outside it is reachable), decodes request images into the job's input folder, and
-builds the worker's parameter dict. Raises ``ApiError`` with seed 004's codes.
+builds the worker's parameter dict. Raises typed exceptions; the server's error table
+(``errors.EXCEPTION_TABLE``) gives their status and code.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..jobspec import ImageSpec, LoraNotFound, UpscaleSpec, VideoSpec
+from ..jobspec import ConvertSpec, ImageSpec, UpscaleSpec, VideoSpec
 from ..registry import ModelRegistry, ModelType
-from ..registry.errors import ModelNotFoundError, RegistryError, no_model_message
-from .errors import ApiError
+from ..registry.errors import ModelNotFoundError, no_model_message
+from . import conversion
+from .exceptions import BadRequest, NotFound
 from .imaging import decode_bytes, decode_image, store_input
 from .job_record import record
 from .jobs import JobService
+from .schemas.models import ConvertRequest
 from .schemas.native import (
     ControlNetRequest,
     GenerateBase,
@@ -69,12 +72,7 @@ class GenerationService:
             extra["control_image"] = str(store_input(control, inputs, "control"))
             extra["control_strength"], extra["canny"] = req.control_strength, req.canny
             extra["control_net"] = req.control_net
-        try:
-            return self.submit_spec(req.to_spec(**extra), owner, job_id=job_id)
-        except ModelNotFoundError as exc:
-            raise ApiError(404, "MODEL_NOT_FOUND", str(exc).strip("'\"")) from None
-        except LoraNotFound as exc:
-            raise ApiError(404, "NOT_FOUND", str(exc)) from None
+        return self.submit_spec(req.to_spec(**extra), owner, job_id=job_id)
 
     def submit_spec(
         self, spec: ImageSpec, owner: str | None = None, job_id: str | None = None
@@ -145,6 +143,29 @@ class GenerationService:
         data = record(resolved, {"models_dir": str(self.registry.root)})
         return self.jobs.submit("video", data, owner=owner, job_id=job_id)
 
+    def submit_convert(
+        self, req: ConvertRequest | ConvertSpec, owner: str | None = None, is_admin: bool = True
+    ) -> tuple[Job, conversion.ConvertPlan]:
+        """Queue a conversion to GGUF, checked against the models dir first
+        (``conversion.plan``: type, rules, output path, overwrite rights, an output a queued
+        conversion already writes, free space). ``is_admin``: whether the caller may overwrite."""
+        spec = req.to_spec() if isinstance(req, ConvertRequest) else req
+        spec.validate()
+        busy = [str(p.get("output")) for p in self.jobs.active_params("convert")]
+        plan = conversion.plan(
+            self.registry,
+            model_name=spec.model,
+            quantization_type=spec.quantization_type,
+            output_path=spec.output_path,
+            vae=spec.vae,
+            tensor_type_rules=spec.tensor_type_rules,
+            overwrite=spec.overwrite,
+            is_admin=is_admin,
+            busy_outputs=busy,
+        )
+        data = record(spec, plan.job_params(spec.model))  # the typed spec, stored
+        return self.jobs.submit("convert", data, owner=owner), plan
+
     # -- helpers -------------------------------------------------------------------------
     def _video_model(self, name: str | None) -> str:
         """The model's path as the registry lists it (not symlink-resolved), so the worker can
@@ -154,9 +175,7 @@ class GenerationService:
                 entry = self.registry.get(name, type=_IMAGE_TYPES)
                 self.registry.resolve(entry.id)  # refuses links that leave the models dir
             except ModelNotFoundError:
-                raise ApiError(404, "MODEL_NOT_FOUND", f"model not found: {name}") from None
-            except RegistryError as exc:
-                raise ApiError(400, "INVALID_PARAMETERS", str(exc)) from None
+                raise ModelNotFoundError(f"model not found: {name}") from None
         else:
             found = [
                 e
@@ -164,9 +183,7 @@ class GenerationService:
                 if e.architecture.startswith(_VIDEO_ARCHITECTURES)
             ]
             if not found:
-                raise ApiError(
-                    404,
-                    "MODEL_NOT_FOUND",
+                raise ModelNotFoundError(
                     "no video model installed: put a Wan diffusion model in "
                     f"{self.registry.root / 'diffusion_models'}",
                 )
@@ -179,15 +196,11 @@ class GenerationService:
         leaves it out, refuse a mismatch now rather than after loading the model."""
         width, height = size
         if width % 16 or height % 16:
-            raise ApiError(
-                400, "INVALID_PARAMETERS", f"{field}: {width}x{height} is not a multiple of 16"
-            )
+            raise BadRequest(f"{field}: {width}x{height} is not a multiple of 16")
         params.setdefault("width", width)
         params.setdefault("height", height)
         if (params["width"], params["height"]) != (width, height):
-            raise ApiError(
-                400,
-                "INVALID_PARAMETERS",
+            raise BadRequest(
                 f"{field} is {width}x{height}, the video {params['width']}x{params['height']}",
             )
 
@@ -205,7 +218,7 @@ class GenerationService:
         else:
             checkpoints = self.registry.list(type=_IMAGE_TYPES, limit=1).items
             if not checkpoints:
-                raise ApiError(404, "MODEL_NOT_FOUND", no_model_message(self.registry.root))
+                raise ModelNotFoundError(no_model_message(self.registry.root))
             files["model"] = str(self.registry.resolve(checkpoints[0].id))
         for field, slot in req.FILE_FIELDS.items():
             if value := getattr(req, field):
@@ -220,17 +233,12 @@ class GenerationService:
             entry = self.registry.get(name, type=types) if types else self.registry.get(name)
             return str(self.registry.resolve(entry.id))
         except ModelNotFoundError:
-            raise ApiError(404, "MODEL_NOT_FOUND", f"model not found: {name}") from None
-        except RegistryError as exc:
-            raise ApiError(400, "INVALID_PARAMETERS", str(exc)) from None
+            raise ModelNotFoundError(f"model not found: {name}") from None
 
     def _resolve_dir(self, name: str) -> str:
-        try:
-            path = self.registry.resolve(name)
-        except RegistryError as exc:
-            raise ApiError(400, "INVALID_PARAMETERS", str(exc)) from None
+        path = self.registry.resolve(name)
         if not Path(path).is_dir():
-            raise ApiError(404, "NOT_FOUND", f"not a directory in the models dir: {name}")
+            raise NotFound(f"not a directory in the models dir: {name}")
         return str(path)
 
     def _upscaler(self, name: str | None) -> str:
@@ -238,9 +246,7 @@ class GenerationService:
             return self._resolve(name, ModelType.ESRGAN | ModelType.UPSCALER)
         found = self.registry.list(type=ModelType.ESRGAN | ModelType.UPSCALER, limit=1).items
         if not found:
-            raise ApiError(
-                404,
-                "MODEL_NOT_FOUND",
+            raise ModelNotFoundError(
                 "no upscaler installed: run `sdcpp models import-upscalers` or put an "
                 f"ESRGAN model in {self.registry.root / 'esrgan'}",
             )

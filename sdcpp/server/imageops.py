@@ -12,7 +12,7 @@ from typing import Literal
 
 from PIL import Image, ImageOps
 
-from .errors import ApiError
+from .exceptions import BadRequest
 
 ResizeMode = Literal["fit", "fill", "stretch"]
 ImageFormat = Literal["png", "jpeg", "webp"]
@@ -42,9 +42,7 @@ def resize(image: Image.Image, width: int, height: int, mode: ResizeMode) -> Ima
 
 def crop(image: Image.Image, x: int, y: int, width: int, height: int) -> Image.Image:
     if x + width > image.width or y + height > image.height:
-        raise ApiError(
-            400,
-            "INVALID_PARAMETERS",
+        raise BadRequest(
             f"crop box ({x}, {y}, {width}x{height}) is not inside the "
             f"{image.width}x{image.height} image",
         )

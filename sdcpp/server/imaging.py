@@ -18,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .._pngmeta import png_bytes
 from .._safetensors import atomic_write
-from .errors import ApiError
+from .exceptions import BadRequest, PayloadTooLarge
 
 ALLOWED_FORMATS = {"PNG", "JPEG", "WEBP"}
 _DATA_URL = re.compile(r"^data:image/[\w.+-]+;base64,", re.IGNORECASE)
@@ -37,20 +37,16 @@ def decode_bytes(raw: bytes, field: str, max_pixels: int) -> Image.Image:
             try:
                 image = Image.open(io.BytesIO(raw))
                 if image.format not in ALLOWED_FORMATS:
-                    raise ApiError(
-                        400,
-                        "INVALID_PARAMETERS",
+                    raise BadRequest(
                         f"{field}: format {image.format} not allowed (PNG, JPEG, WebP)",
                     )
                 image.load()
             finally:
                 Image.MAX_IMAGE_PIXELS = previous
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ApiError(
-            413, "PAYLOAD_TOO_LARGE", f"{field}: more than {max_pixels} pixels"
-        ) from None
+        raise PayloadTooLarge(f"{field}: more than {max_pixels} pixels") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ApiError(400, "INVALID_PARAMETERS", f"{field}: {_unreadable(raw, exc)}") from exc
+        raise BadRequest(f"{field}: {_unreadable(raw, exc)}") from exc
     return image
 
 
@@ -69,7 +65,7 @@ def _b64(text: str, field: str) -> bytes:
     try:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
-        raise ApiError(400, "INVALID_PARAMETERS", f"{field}: not valid base64") from None
+        raise BadRequest(f"{field}: not valid base64") from None
 
 
 def store_input(image: Image.Image, folder: Path, name: str, mode: str = "RGB") -> Path:

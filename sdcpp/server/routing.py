@@ -12,7 +12,8 @@ nothing is written twice:
 
 - ``starlette_routes(endpoints)``: the routes the app serves, each behind its access guard;
 - ``bodies(endpoints)``: the (method, path) -> request model map ``openapi.build_openapi`` reads;
-- ``access_table(endpoints)``: (path, method) -> ``Rule`` for the permissions check and OpenAPI.
+- ``access_table(endpoints)``: (path, method) -> ``Rule`` for the permissions check and OpenAPI;
+  ``declared_rules(app.routes)`` reads the same back from the served routes' guards.
 
 Access levels are ``auth.permissions``'s (``PUBLIC``, ``GUEST``, ``USER``, ``ADMIN``, ``OWNED``,
 ``CAPABILITY``); a route that declares none is admin-only (fail closed), as before.
@@ -65,3 +66,14 @@ def bodies(endpoints: Iterable[Endpoint]) -> dict[tuple[str, str], type[BaseMode
 def access_table(endpoints: Iterable[Endpoint]) -> dict[tuple[str, str], Rule]:
     """(path, method) -> access rule of every declared route."""
     return {(ep.path, m): ep.access for ep in endpoints for m in ep.methods}
+
+
+def declared_rules(routes: Iterable[BaseRoute]) -> dict[tuple[str, str], Rule]:
+    """(path, method) -> rule of every served route that came from an ``Endpoint`` (the rules
+    its guard holds), so OpenAPI documents exactly what the guard enforces."""
+    found: dict[tuple[str, str], Rule] = {}
+    for route in routes:
+        guard = getattr(route, "app", None)
+        if isinstance(guard, Guard) and isinstance(route, Route | WebSocketRoute):
+            found.update({(route.path, m): rule for m, rule in guard.rules.items()})
+    return found

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..errors import InvalidArgument
 from ..registry.model_types import ModelType
-from .errors import ApiError
+from .exceptions import PresetExists
 
 MAX_FILE_BYTES = 256 * 1024  # a preset or a template is a few hundred bytes; refuse blobs
 MAX_FILES = 1000  # per folder: a listing stays one small response
@@ -189,9 +189,7 @@ def save_preset(
         )
     target = folder / f"{name}.json"
     if target.exists() and not overwrite:
-        raise ApiError(
-            409, "PRESET_EXISTS", f"a preset named {name!r} exists (overwrite: true replaces it)"
-        )
+        raise PresetExists(f"a preset named {name!r} exists (overwrite: true replaces it)")
     try:
         data = {"name": name, "parameters": _parameters({"parameters": parameters})}
     except ValueError as exc:

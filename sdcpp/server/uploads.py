@@ -29,7 +29,7 @@ from ..registry.model_types import TEXT_TYPES, TYPE_INFO
 from ..registry.paths import is_inside
 from . import model_info
 from .conversion import check_free_space
-from .errors import ApiError
+from .exceptions import BadRequest, ModelExists, ModelInvalid, PayloadTooLarge
 
 UPLOAD_PREFIX = ".upload-"
 WRITE_BYTES = 4 * 2**20  # body chunks are gathered to this size before each (threaded) write
@@ -56,7 +56,7 @@ def plan_upload(
     overwrite: bool = False,
     is_admin: bool = True,
 ) -> UploadTarget:
-    """Where an upload goes; InvalidArgument (400) or ApiError 409 when it cannot."""
+    """Where an upload goes; InvalidArgument (400) or ModelExists (409) when it cannot."""
     if not type_name or not filename:
         raise InvalidArgument("upload needs the query parameters type and filename")
     try:
@@ -88,9 +88,9 @@ def plan_upload(
     rel = f"{folder}/{filename}"
     if os.path.lexists(final):
         if not overwrite:
-            raise ApiError(409, "MODEL_EXISTS", f"{rel} exists; pass overwrite=true to replace")
+            raise ModelExists(f"{rel} exists; pass overwrite=true to replace")
         if not is_admin:
-            raise ApiError(409, "MODEL_EXISTS", f"{rel} exists and only an admin may replace it")
+            raise ModelExists(f"{rel} exists and only an admin may replace it")
         if os.path.isdir(final) or not is_inside(root_real, str(final)):
             raise InvalidArgument(f"{rel} is not a file inside the models directory")
     return UploadTarget(mtype, final, rel, overwrite)
@@ -102,7 +102,7 @@ def check_length(request: Request, target: UploadTarget, limit: int) -> None:
     if raw is None or not raw.isdigit():
         return
     if int(raw) > limit:
-        raise ApiError(413, "PAYLOAD_TOO_LARGE", f"the file is larger than {limit} bytes")
+        raise PayloadTooLarge(f"the file is larger than {limit} bytes")
     check_free_space(target.final.parent, int(raw))
 
 
@@ -115,7 +115,7 @@ async def receive(request: Request, target: UploadTarget, limit: int) -> Path:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise ApiError(413, "PAYLOAD_TOO_LARGE", f"the file is larger than {limit} bytes")
+                raise PayloadTooLarge(f"the file is larger than {limit} bytes")
             pending += chunk
             if len(pending) >= WRITE_BYTES:
                 await anyio.to_thread.run_sync(f.write, bytes(pending))
@@ -127,7 +127,7 @@ async def receive(request: Request, target: UploadTarget, limit: int) -> Path:
         f.close()
         tmp.unlink(missing_ok=True)
         if isinstance(exc, ClientDisconnect):
-            raise ApiError(400, "INVALID_PARAMETERS", "the client went away mid-upload") from None
+            raise BadRequest("the client went away mid-upload") from None
         raise
     f.close()
     return tmp
@@ -147,7 +147,7 @@ def install(registry: ModelRegistry, tmp: Path, target: UploadTarget) -> dict[st
         try:
             tmp.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
-            raise ApiError(422, "MODEL_INVALID", f"not UTF-8 text: {exc}") from None
+            raise ModelInvalid(f"not UTF-8 text: {exc}") from None
     else:
         from ..detect import detect  # lazy, as in the registry
 
@@ -156,7 +156,7 @@ def install(registry: ModelRegistry, tmp: Path, target: UploadTarget) -> dict[st
             detection = detect(tmp)
         except ModelLoadError as exc:
             message = str(exc).replace(str(tmp), target.rel)
-            raise ApiError(422, "MODEL_INVALID", message) from None
+            raise ModelInvalid(message) from None
     try:
         if target.overwrite:
             os.replace(tmp, target.final)
@@ -164,7 +164,7 @@ def install(registry: ModelRegistry, tmp: Path, target: UploadTarget) -> dict[st
             os.link(tmp, target.final)  # refuses to replace a file that appeared meanwhile
             tmp.unlink()
     except FileExistsError:
-        raise ApiError(409, "MODEL_EXISTS", f"{target.rel} appeared meanwhile") from None
+        raise ModelExists(f"{target.rel} appeared meanwhile") from None
     _fsync_dir(target.final.parent)
     registry.refresh()
     entry = registry.get(target.rel)

@@ -29,7 +29,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ..errors import InvalidArgument
-from .errors import ApiError
+from .exceptions import NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class WebUI:
     def asset(self, asset_hash: str, relative: str) -> Response:
         path = self.file(relative)
         if path is None or path.name == "index.html":
-            raise ApiError(404, "NOT_FOUND", f"no UI file {relative!r}")
+            raise NotFound(f"no UI file {relative!r}")
         media = TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0]
         headers = {**SECURITY_HEADERS, "Cache-Control": self.caching(asset_hash)}
         return Response(path.read_bytes(), media_type=media, headers=headers)
@@ -115,7 +115,7 @@ class WebUI:
 def _ui(request: Request) -> WebUI:
     ui: WebUI | None = getattr(request.app.state, "webui", None)
     if ui is None:
-        raise ApiError(404, "NOT_FOUND", "the web UI files are not installed")
+        raise NotFound("the web UI files are not installed")
     return ui
 
 
@@ -136,7 +136,7 @@ async def asset(request: Request) -> Response:
     path: str = request.path_params["path"]
     asset_hash, _, relative = path.partition("/")
     if not relative:
-        raise ApiError(404, "NOT_FOUND", f"no UI file {path!r}")
+        raise NotFound(f"no UI file {path!r}")
     return _ui(request).asset(asset_hash, relative)
 
 

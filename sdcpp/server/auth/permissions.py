@@ -1,4 +1,5 @@
-"""Who may call what: every route's access level, declared in this one table.
+"""Who may call what: every route's access level, declared once — with the route itself
+(``routing.Endpoint``: the native routes) or, for routes not yet declared that way, in ``RULES``.
 
     public  anyone, whatever ``--auth`` says (seed 004 "Public Endpoints")
     guest   anyone under ``--auth optional``, otherwise a signed-in user
@@ -13,9 +14,10 @@ A rule may name a setting that chooses its level per server: ``/metrics`` follow
 anyone but its owner and admins, so job ids can't be probed. Output downloads are public *and*
 owned: they need the owner, an admin, or a signed capability URL (``capability.py``).
 
-``guard_routes`` wraps each route's ASGI app with the check at ``create_app`` time; a route
-missing from the table is admin-only (fail closed) and logged, and a test insists that no route
-is missing. The checks run after the auth middleware has put the identity in the scope.
+``guard_routes`` wraps each route's ASGI app with the check at ``create_app`` time (a
+``routing.Endpoint`` arrives wrapped in its own); a route declared nowhere is admin-only (fail
+closed) and logged, and a test insists that no route is undeclared. The checks run after the
+auth middleware has put the identity in the scope.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,55 +103,8 @@ RULES: dict[str, Rule | dict[str, Rule]] = {
     "/api/users/{username:str}": ADMIN,
     "/api/keys": USER,  # users manage their own keys; admins anyone's
     "/api/keys/{key_id:str}": OWNED,
-    # generation and jobs
-    "/api/generate/upscale": USER,
-    "/api/generate/text2img": USER,
-    "/api/generate/img2img": USER,
-    "/api/generate/inpainting": USER,
-    "/api/generate/controlnet": USER,
-    "/api/generate/video": USER,
-    "/api/generate/{kind:str}": USER,
-    "/api/v1/generate": USER,
-    "/api/v1/generate/{job_id:str}": OWNED,
-    "/api/queue/status": USER,  # lists the caller's own jobs (admins: all)
-    "/api/queue/job/{job_id:str}": OWNED,
-    "/api/queue/job/{job_id:str}/preview": OWNED,
-    "/api/queue/job/{job_id:str}/output/{filename:str}": CAPABILITY,
-    "/api/v1/jobs/{job_id:str}/output/{filename:str}": CAPABILITY,
-    "/api/queue/cancel": OWNED,  # the job id is in the body
-    "/api/queue/clear": USER,  # clears the caller's own queued jobs (admins: all)
-    "/api/events": USER,  # the caller's own job events (admins: all)
-    "/api/events/{job_id:str}": OWNED,
-    "/ws": USER,
-    # models: reading is for users, changing is for admins
-    "/api/models": GUEST,
-    "/api/v1/models": GUEST,
-    "/api/models/types": GUEST,
-    "/api/models/quantizations": GUEST,
-    "/api/presets": {"GET": GUEST, "POST": USER},  # POST: users into their own folder
-    "/api/prompts": GUEST,
-    "/api/models/refresh": ADMIN,
-    "/api/models/directories": USER,
-    "/api/models/stats": USER,
-    "/api/models/hash": ADMIN,
-    "/api/models/validate": USER,
-    "/api/models/batch": ADMIN,
-    "/api/models/convert": ADMIN,
-    "/api/models/upload": ADMIN,
-    "/api/models/{model_id:str}/load": ADMIN,
-    "/api/models/{model_id:str}/unload": ADMIN,
-    "/api/models/{model_id:str}": USER,
-    # utilities
-    "/api/samplers": GUEST,
-    "/api/schedulers": GUEST,
-    "/api/parameters": GUEST,
-    "/api/validate": PUBLIC,
-    "/api/estimate": USER,
-    "/api/image/resize": USER,
-    "/api/image/crop": USER,
-    # Seed 004 lists this one as public; it makes the server fetch any URL for the caller, so
-    # here it is for signed-in users only (and off unless enabled).
-    "/api/image/download": USER,
+    # the native routes (generation, queue, events, catalog, models, images) declare their
+    # levels with the route itself: ``ENDPOINTS`` of routers/native.py, models.py, images.py
     # OpenAI Images dialect (dialects/openai)
     "/v1/images/generations": USER,
     "/v1/images/edits": USER,
@@ -182,10 +138,13 @@ def rule_for(path: str, method: str = "GET") -> Rule | None:
     return rule
 
 
-def access_of(path: str, method: str) -> dict[str, Any]:
+def access_of(
+    path: str, method: str, declared: Mapping[tuple[str, str], Rule] | None = None
+) -> dict[str, Any]:
     """The OpenAPI fields of an operation's rule: ``x-sdcpp-access``, ``x-sdcpp-owned`` and
-    ``security`` (an empty list: no credentials needed)."""
-    rule = rule_for(path, method) or _UNDECLARED
+    ``security`` (an empty list: no credentials needed). ``declared``: the (path, method)
+    rules of the ``routing.Endpoint`` declarations (``routing.access_table``)."""
+    rule = (declared or {}).get((path, method.upper())) or rule_for(path, method) or _UNDECLARED
     fields: dict[str, Any] = {"x-sdcpp-access": rule.access.value, "x-sdcpp-owned": rule.owned}
     if rule.access is Access.PUBLIC:
         fields["security"] = []
@@ -214,7 +173,7 @@ class Guard:
         self.rules = rules or {}  # {METHOD: rule} declared by a ``routing.Endpoint``
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        from ..errors import ApiError
+        from ..exceptions import AuthRequired, Forbidden, InvalidCredentials, ServerError
 
         scope["sdcpp.route"] = self.route_path  # the route template, for logs and metrics
         method = scope.get("method", "GET")
@@ -229,16 +188,13 @@ class Guard:
             access = Access(getattr(state.settings, rule.setting))
         if not allowed(access, identity.role, guests_allowed, is_local(scope)):
             error = scope.get("auth_error")
+            raise_or_close: ServerError
             if error is not None:
-                raise_or_close = ApiError(401, "INVALID_CREDENTIALS", error, _CHALLENGE)
+                raise_or_close = InvalidCredentials(error, _CHALLENGE)
             elif not identity.is_authenticated:
-                raise_or_close = ApiError(
-                    401, "AUTH_REQUIRED", "authentication is required", _CHALLENGE
-                )
+                raise_or_close = AuthRequired("authentication is required", _CHALLENGE)
             else:
-                raise_or_close = ApiError(
-                    403, "INSUFFICIENT_PERMISSIONS", f"this needs the {_role(access)} role"
-                )
+                raise_or_close = Forbidden(f"this needs the {_role(access)} role")
             if scope["type"] == "websocket":
                 # close before accept: the server answers the handshake with 403
                 await send({"type": "websocket.close", "code": 1008})

@@ -20,8 +20,20 @@ from ..auth.identity import Identity, identity_of
 from ..auth.pam_backend import PamBusy
 from ..auth.passwords import check_password
 from ..auth.service import AuthFailure, AuthService, Locked
-from ..auth.store import AuthQueries, UnknownUser, UserExists
-from ..errors import ApiError
+from ..auth.store import AuthQueries, UnknownUser
+from ..auth.store import UserExists as DuplicateUser
+from ..exceptions import (
+    AuthNotEnabled,
+    BadRequest,
+    CannotChangeSelf,
+    Forbidden,
+    InvalidCredentials,
+    KeyNotFound,
+    RateLimited,
+    Unavailable,
+    UserExists,
+    UserNotFound,
+)
 from ..schemas.auth import KeyCreate, LoginRequest, UserCreate, UserUpdate
 from .common import body
 
@@ -36,9 +48,7 @@ def _service(request: Request) -> AuthService:
 def _store(request: Request) -> AuthQueries:
     store = _service(request).store
     if store is None:
-        raise ApiError(
-            400, "AUTH_NOT_ENABLED", "this server runs with --auth none: there are no accounts"
-        )
+        raise AuthNotEnabled("this server runs with --auth none: there are no accounts")
     return store
 
 
@@ -71,28 +81,26 @@ async def login(request: Request) -> JSONResponse:
     """Sign in with a user name and password; answers a JWT."""
     auth = _service(request)
     if not auth.enabled:
-        raise ApiError(400, "AUTH_NOT_ENABLED", "this server runs with --auth none: no login")
+        raise AuthNotEnabled("this server runs with --auth none: no login")
     req = await body(request, LoginRequest)
     current = identity_of(request.scope)
     if req.password is None:
         # seed 004: no password for a unix login; the socket peer is the proof
         if current.method != "unix" or req.username not in ("", current.username):
-            raise ApiError(400, "INVALID_PARAMETERS", "username and password are required")
+            raise BadRequest("username and password are required")
         assert current.user_id is not None
         return _with_session(request, _token_answer(auth, current.user_id, "Login successful"))
     if not {"jwt", "pam"} & set(auth.methods):
-        raise ApiError(400, "AUTH_NOT_ENABLED", "password logins need --auth jwt or pam")
+        raise AuthNotEnabled("password logins need --auth jwt or pam")
     client = request.scope.get("client")
     try:
         user = await auth.login(req.username, req.password, client[0] if client else "local")
     except Locked as exc:
-        raise ApiError(
-            429, "RATE_LIMITED", str(exc), headers={"Retry-After": str(exc.retry_after)}
-        ) from None
+        raise RateLimited(str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
     except PamBusy as exc:
-        raise ApiError(503, "SERVICE_UNAVAILABLE", str(exc), {"Retry-After": "2"}) from None
+        raise Unavailable(str(exc), {"Retry-After": "2"}) from None
     except AuthFailure as exc:
-        raise ApiError(401, "INVALID_CREDENTIALS", str(exc)) from None
+        raise InvalidCredentials(str(exc)) from None
     return _with_session(request, _token_answer(auth, user.id, "Login successful"))
 
 
@@ -108,9 +116,7 @@ def _with_session(request: Request, answer: dict[str, Any]) -> JSONResponse:
 def _jwt_identity(request: Request, what: str) -> Identity:
     identity = identity_of(request.scope)
     if identity.method != "jwt":
-        raise ApiError(
-            400, "INVALID_PARAMETERS", f"{what} applies to tokens from /api/auth/login only"
-        )
+        raise BadRequest(f"{what} applies to tokens from /api/auth/login only")
     return identity
 
 
@@ -146,11 +152,11 @@ async def me(request: Request) -> JSONResponse:
 
 
 # -- users (admin) --------------------------------------------------------------------------
-def _user_errors(exc: Exception) -> ApiError:
-    if isinstance(exc, UserExists):
-        return ApiError(409, "USER_EXISTS", str(exc))
+def _user_errors(exc: Exception) -> UserExists | UserNotFound:
+    if isinstance(exc, DuplicateUser):
+        return UserExists(str(exc))
     if isinstance(exc, UnknownUser):
-        return ApiError(404, "USER_NOT_FOUND", str(exc))
+        return UserNotFound(str(exc))
     raise exc
 
 
@@ -171,7 +177,7 @@ async def users_create(request: Request) -> JSONResponse:
         user = await _hashing(
             request, accounts.add_user, store, req.username, req.role, req.password
         )
-    except (UserExists, UnknownUser) as exc:
+    except (DuplicateUser, UnknownUser) as exc:
         raise _user_errors(exc) from None
     return JSONResponse({"user": user.public()}, status_code=201)
 
@@ -188,12 +194,12 @@ async def user_detail(request: Request) -> JSONResponse:
             return JSONResponse({"user": user.public(), "keys": [k.public() for k in keys]})
         if request.method == "DELETE":
             if user.id == me_.user_id:
-                raise ApiError(409, "CANNOT_CHANGE_SELF", "admins cannot delete themselves")
+                raise CannotChangeSelf("admins cannot delete themselves")
             await run_in_threadpool(store.delete_user, name)
             return JSONResponse({"message": "User deleted", "username": name})
         req = await body(request, UserUpdate)
         if user.id == me_.user_id and (req.role == "user" or req.active is False):
-            raise ApiError(409, "CANNOT_CHANGE_SELF", "admins cannot demote or disable themselves")
+            raise CannotChangeSelf("admins cannot demote or disable themselves")
         if req.password is not None:
             check_password(req.password)
             user = await _hashing(request, accounts.set_password, store, name, req.password)
@@ -202,7 +208,7 @@ async def user_detail(request: Request) -> JSONResponse:
         if req.active is not None:
             user = await run_in_threadpool(store.set_active, name, req.active)
         return JSONResponse({"user": user.public()})
-    except (UserExists, UnknownUser) as exc:
+    except (DuplicateUser, UnknownUser) as exc:
         raise _user_errors(exc) from None
 
 
@@ -231,7 +237,7 @@ async def keys_create(request: Request) -> JSONResponse:
     identity = identity_of(request.scope)
     owner = req.user or identity.username
     if owner != identity.username and not identity.is_admin:
-        raise ApiError(403, "INSUFFICIENT_PERMISSIONS", "only admins create keys for others")
+        raise Forbidden("only admins create keys for others")
     try:
         key, record = await run_in_threadpool(accounts.create_key, store, owner, req.name)
     except UnknownUser as exc:
@@ -248,7 +254,7 @@ async def key_revoke(request: Request) -> JSONResponse:
     identity = identity_of(request.scope)
     record = await run_in_threadpool(store.key_by_id, request.path_params["key_id"])
     if record is None or not identity.may_see(record.user_id):
-        raise ApiError(404, "KEY_NOT_FOUND", "no such API key")
+        raise KeyNotFound("no such API key")
     await run_in_threadpool(store.revoke_key, record.id)
     return JSONResponse({"message": "API key revoked", "id": record.id})
 

@@ -13,7 +13,7 @@ from ... import cache_presets
 from ...jobspec.limits import table as limits_table
 from ...options import SampleMethod, Scheduler
 from .. import model_info
-from ..errors import ApiError
+from ..exceptions import BadRequest
 from ..schemas.native import (
     Text2ImgRequest,
 )
@@ -51,7 +51,7 @@ async def models_list(request: Request) -> JSONResponse:
     try:
         return JSONResponse(await run_in_threadpool(build))
     except ValueError as exc:
-        raise ApiError(400, "INVALID_PARAMETERS", str(exc)) from None
+        raise BadRequest(str(exc)) from None
 
 
 async def models_types(request: Request) -> JSONResponse:

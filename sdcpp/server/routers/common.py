@@ -10,14 +10,14 @@ from pydantic import BaseModel
 from starlette.requests import Request
 
 from ..auth.identity import identity_of
-from ..errors import ApiError
+from ..exceptions import BadRequest, JobNotFound
 
 
 async def body(request: Request, model: type[BaseModel]) -> Any:
     try:
         data = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "INVALID_PARAMETERS", "the body is not valid JSON") from None
+        raise BadRequest("the body is not valid JSON") from None
     return model.model_validate(data)
 
 
@@ -25,7 +25,7 @@ def job_or_404(request: Request, job_id: str) -> Any:
     """The job, if the caller may see it: another user's job is as absent as a missing one."""
     job = request.app.state.jobs.store.get(job_id)
     if job is None or not identity_of(request.scope).may_see(job.owner):
-        raise ApiError(404, "JOB_NOT_FOUND", f"job not found: {job_id}")
+        raise JobNotFound(f"job not found: {job_id}")
     return job
 
 

@@ -12,7 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ..errors import ApiError, job_error
+from ..errors import job_error
+from ..exceptions import NotFound
 from ..jobs import FINISHED
 from ..responses import FastJSONResponse
 from ..schemas.native import (
@@ -65,7 +66,7 @@ async def generate(request: Request) -> JSONResponse:
     """Queue a generation job (answers 202 with its job_id)."""
     name = request.url.path.rstrip("/").rsplit("/", 1)[-1]
     if name not in GENERATE_KINDS:
-        raise ApiError(404, "NOT_FOUND", f"no generator {name!r}")
+        raise NotFound(f"no generator {name!r}")
     kind, model = GENERATE_KINDS[name]
     return _queued(await _submit(request, kind, await body(request, model)))
 

@@ -13,13 +13,15 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from .. import imageops
-from ..errors import ApiError
+from ..auth.permissions import USER
 from ..estimate import estimate_request
+from ..exceptions import BadRequest, FeatureDisabled, Unavailable
 from ..fetch import Fetcher
 from ..imaging import decode_bytes, decode_image
+from ..routing import Endpoint, bodies, starlette_routes
 from ..schemas.images import CropRequest, EstimateRequest, ResizeRequest
 from .common import body
 
@@ -81,60 +83,37 @@ def _slots(state: Any) -> threading.BoundedSemaphore:
 
 def url_image(state: Any, url: str, field: str) -> bytes:
     """The image at ``url`` for a request field that takes a URL (seed 002's
-    ``base64_encoded_image_or_url``), fetched like ``/api/image/download``: the same switch,
-    SSRF rules, size and time limits and concurrency slots. Blocking; returns file bytes."""
+    ``base64_encoded_image_or_url``) and for ``/api/image/download``: one switch, the SSRF
+    rules, size and time limits and concurrency slots. Blocking; returns the file's bytes."""
     if not state.settings.allow_image_download:
-        raise ApiError(
-            403,
-            "FEATURE_DISABLED",
-            f"{field} is a URL, and image download is disabled "
-            "(enable it with SDCPP_ALLOW_IMAGE_DOWNLOAD=1, or send the image as base64)",
+        raise FeatureDisabled(
+            f"{field}: image download is disabled "
+            "(enable it with SDCPP_ALLOW_IMAGE_DOWNLOAD=1, or send the image as base64)"
         )
-    if len(url) > _MAX_URL:
-        raise ApiError(400, "INVALID_PARAMETERS", f"{field}: a URL of at most {_MAX_URL} chars")
+    if not url or len(url) > _MAX_URL:
+        raise BadRequest(f"{field}: a URL is required, of at most {_MAX_URL} chars")
     slots = _slots(state)
     if not slots.acquire(blocking=False):
-        raise ApiError(
-            503, "SERVICE_UNAVAILABLE", "too many downloads at once", headers={"Retry-After": "1"}
-        )
+        raise Unavailable("too many downloads at once", headers={"Retry-After": "1"})
     try:
         return _fetcher(state).fetch(url).body
     finally:
         slots.release()
 
 
-def _download(fetcher: Fetcher, url: str, max_pixels: int) -> bytes:
-    fetched = fetcher.fetch(url)
-    # the body's claimed type proves nothing: decode under the upload rules, send a fresh PNG
-    image = decode_bytes(fetched.body, "url", max_pixels)
-    return imageops.encode(image, "png")
-
-
 async def image_download(request: Request) -> Response:
     """Fetch an image from a public http(s) URL and return it as PNG (off unless enabled)."""
     state = request.app.state
-    if not state.settings.allow_image_download:
-        raise ApiError(
-            403,
-            "FEATURE_DISABLED",
-            "image download is disabled (enable it with SDCPP_ALLOW_IMAGE_DOWNLOAD=1)",
-        )
     url = request.query_params.get("url", "").strip()
-    if not url or len(url) > _MAX_URL:
-        raise ApiError(400, "INVALID_PARAMETERS", f"url is required (at most {_MAX_URL} chars)")
-    slots = _slots(state)
-    if not slots.acquire(blocking=False):
-        raise ApiError(
-            503, "SERVICE_UNAVAILABLE", "too many downloads at once", headers={"Retry-After": "1"}
-        )
-    try:
-        # http.client blocks; the call is bounded by the fetcher's deadline and the slots above
-        data = await run_in_threadpool(
-            _download, _fetcher(state), url, state.settings.max_image_pixels
-        )
-    finally:
-        slots.release()
-    return _image_response(data, "png")
+
+    def work() -> bytes:
+        # http.client blocks: bounded by the fetcher's deadline and the download slots
+        raw = url_image(state, url, "url")
+        # the body's claimed type proves nothing: decode under the upload rules, send a fresh PNG
+        image = decode_bytes(raw, "url", state.settings.max_image_pixels)
+        return imageops.encode(image, "png")
+
+    return _image_response(await run_in_threadpool(work), "png")
 
 
 async def estimate(request: Request) -> JSONResponse:
@@ -149,18 +128,16 @@ async def estimate(request: Request) -> JSONResponse:
     return JSONResponse(answer)
 
 
-# (method, route path) -> request body model, for the OpenAPI document
-BODIES: dict[tuple[str, str], type[BaseModel]] = {
-    ("POST", "/api/image/resize"): ResizeRequest,
-    ("POST", "/api/image/crop"): CropRequest,
-    ("POST", "/api/estimate"): EstimateRequest,
-}
+# Seed 004 lists /api/image/download as public; it makes the server fetch any URL for the
+# caller, so here it is for signed-in users only (and off unless enabled).
+ENDPOINTS: list[Endpoint] = [
+    Endpoint("/api/image/resize", image_resize, ("POST",), USER, body=ResizeRequest),
+    Endpoint("/api/image/crop", image_crop, ("POST",), USER, body=CropRequest),
+    Endpoint("/api/image/download", image_download, access=USER),
+    Endpoint("/api/estimate", estimate, ("POST",), USER, body=EstimateRequest),
+]
+BODIES: dict[tuple[str, str], type[BaseModel]] = bodies(ENDPOINTS)
 
 
 def routes() -> list[BaseRoute]:
-    return [
-        Route("/api/image/resize", image_resize, methods=["POST"]),
-        Route("/api/image/crop", image_crop, methods=["POST"]),
-        Route("/api/image/download", image_download),
-        Route("/api/estimate", estimate, methods=["POST"]),
-    ]
+    return starlette_routes(ENDPOINTS)

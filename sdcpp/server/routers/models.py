@@ -25,14 +25,16 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
-from ...errors import InvalidArgument
-from ...registry import ModelEntry, ModelNotFoundError, ModelRegistry, RegistryError
-from .. import conversion, model_info, uploads
+from ...errors import InvalidArgument, SdcppError
+from ...registry import ModelEntry, ModelNotFoundError, ModelRegistry
+from .. import model_info, uploads
 from ..auth.identity import identity_of
-from ..errors import ApiError, status_for_code
-from ..job_record import record
+from ..auth.permissions import ADMIN, USER
+from ..errors import load_failed, lookup
+from ..exceptions import JobFailed, ModelInUse, ModelNotLoaded, ServerError
+from ..routing import Endpoint, bodies, starlette_routes
 from ..schemas.models import ConvertRequest, ValidateRequest
 from ..schemas.native import ModelBatchRequest, ModelIdRequest
 from ..spec_params import load_params
@@ -58,11 +60,7 @@ async def _registry_call(
             return await anyio.to_thread.run_sync(fn, registry, name, limiter=limiter)
         return await run_in_threadpool(fn, registry, name)
     except ModelNotFoundError:
-        raise ApiError(404, "MODEL_NOT_FOUND", f"model not found: {name}") from None
-    except InvalidArgument:
-        raise  # unsafe paths, ambiguous names: the error table makes them 400s
-    except RegistryError as exc:  # the file changed while it was being read
-        raise ApiError(409, "MODEL_CHANGED", str(exc)) from None
+        raise ModelNotFoundError(f"model not found: {name}") from None
 
 
 def _limiter(request: Request, name: str, size: int) -> anyio.CapacityLimiter:
@@ -141,10 +139,11 @@ async def _load_check(request: Request, name: str, report: dict[str, Any]) -> di
         return {**check, "skipped": True, "message": "not tried: the checks above failed"}
     try:
         loaded = await _load(request, name)
-    except ApiError as exc:
-        return {**check, "message": exc.message, "code": exc.code}
     except InvalidArgument as exc:  # a LoRA, a VAE...: loaded only together with a model
         return {**check, "ok": True, "skipped": True, "message": str(exc)}
+    except (ServerError, SdcppError) as exc:
+        _, code, message = lookup(exc)
+        return {**check, "message": message, "code": code}
     return {**check, "ok": True, "message": f"loaded in {loaded['load_time']:.2f}s"}
 
 
@@ -155,10 +154,7 @@ async def _load(request: Request, name: str) -> dict[str, Any]:
     params = await _registry_call(request, plan, entry.id)
     final = await _engine_call(request, request.app.state.jobs.load_model, params)
     if final.get("type") != "loaded":
-        code = str(final.get("code") or "MODEL_LOAD_FAILED")
-        status = status_for_code(code)  # the error table's, as for a job that failed so
-        reason = str(final.get("error") or "the model could not be loaded")
-        raise ApiError(status, code if status != 500 else "MODEL_LOAD_FAILED", reason)
+        raise load_failed(final)
     return {
         "message": "Model loaded successfully",
         "model": entry.id,
@@ -171,14 +167,12 @@ async def _unload(request: Request, name: str) -> dict[str, Any]:
     entry, path = await _registry_call(request, model_info.loadable_path, name)
     jobs = request.app.state.jobs
     if path not in jobs.loaded_models:
-        raise ApiError(409, "MODEL_NOT_LOADED", f"model is not loaded: {name}")
+        raise ModelNotLoaded(f"model is not loaded: {name}")
     if users := await run_in_threadpool(jobs.model_users, path):
-        raise ApiError(
-            409, "MODEL_IN_USE", f"{len(users)} queued or running job(s) use {entry.name}"
-        )
+        raise ModelInUse(f"{len(users)} queued or running job(s) use {entry.name}")
     final = await _engine_call(request, jobs.unload_model, path)
     if final.get("type") != "unloaded":
-        raise ApiError(500, "INTERNAL_ERROR", str(final.get("error") or "unload failed"))
+        raise JobFailed("INTERNAL_ERROR", str(final.get("error") or "unload failed"))
     return {"message": "Model unloaded successfully", "model": entry.id, "name": entry.name}
 
 
@@ -216,30 +210,9 @@ async def model_convert(request: Request) -> JSONResponse:
     """Queue a conversion to GGUF (202 with the job id); refusals are 400 (bad type, output
     path, existing file), 404 (unknown model or VAE), 409 (same output queued), 507 (space)."""
     req = await body(request, ConvertRequest)
-    registry, jobs = request.app.state.registry, request.app.state.jobs
-    is_admin = caller_is_admin(request)
     owner = identity_of(request.scope).job_owner if "user" in request.scope else None
-
-    def submit() -> Any:
-        busy = [str(p.get("output")) for p in jobs.active_params("convert")]
-        plan = conversion.plan(
-            registry,
-            model_name=req.model_name,
-            quantization_type=req.quantization_type,
-            output_path=req.output_path,
-            vae=req.vae,
-            tensor_type_rules=req.tensor_type_rules,
-            overwrite=req.overwrite,
-            is_admin=is_admin,
-            busy_outputs=busy,
-        )
-        data = record(req.to_spec(), plan.job_params(req.model_name))  # the typed spec, stored
-        return jobs.submit("convert", data, owner=owner), plan
-
-    try:
-        job, plan = await run_in_threadpool(submit)
-    except ModelNotFoundError as exc:
-        raise ApiError(404, "MODEL_NOT_FOUND", str(exc)) from None
+    submit = request.app.state.generation.submit_convert
+    job, plan = await run_in_threadpool(submit, req, owner, caller_is_admin(request))
     return JSONResponse(
         {
             "request_id": job.id,
@@ -295,11 +268,9 @@ async def model_batch(request: Request) -> JSONResponse:
             results.append(
                 {"model_id": name, "success": True, "result": await action(request, name)}
             )
-        except ApiError as exc:
-            error = {"code": exc.code, "message": exc.message, "status_code": exc.status}
-            results.append({"model_id": name, "success": False, "error": error})
-        except InvalidArgument as exc:
-            error = {"code": "INVALID_PARAMETERS", "message": str(exc), "status_code": 400}
+        except (ServerError, SdcppError) as exc:  # reported in the table's words
+            status, code, message = lookup(exc)
+            error = {"code": code, "message": message, "status_code": status}
             results.append({"model_id": name, "success": False, "error": error})
     succeeded = sum(r["success"] for r in results)
     return JSONResponse(
@@ -315,26 +286,22 @@ async def model_batch(request: Request) -> JSONResponse:
 # Routes whose bodies exceed the server's body limit by design; they enforce their own.
 OWN_BODY_LIMITS = ("/api/models/upload",)
 
-# (method, route path) -> request body model, for the OpenAPI document
-BODIES: dict[tuple[str, str], type[BaseModel]] = {
-    ("POST", "/api/models/hash"): ModelIdRequest,
-    ("POST", "/api/models/validate"): ValidateRequest,
-    ("POST", "/api/models/batch"): ModelBatchRequest,
-    ("POST", "/api/models/convert"): ConvertRequest,
-}
+# reading is for users, changing is for admins
+ENDPOINTS: list[Endpoint] = [
+    Endpoint("/api/models/directories", model_directories, access=USER),
+    Endpoint("/api/models/stats", model_stats, access=USER),
+    Endpoint("/api/models/hash", model_hash, ("POST",), ADMIN, body=ModelIdRequest),
+    Endpoint("/api/models/validate", model_validate, ("POST",), USER, body=ValidateRequest),
+    Endpoint("/api/models/batch", model_batch, ("POST",), ADMIN, body=ModelBatchRequest),
+    Endpoint("/api/models/convert", model_convert, ("POST",), ADMIN, body=ConvertRequest),
+    Endpoint("/api/models/upload", model_upload, ("POST",), ADMIN),
+    Endpoint("/api/models/{model_id:str}/load", model_load, ("POST",), ADMIN),
+    Endpoint("/api/models/{model_id:str}/unload", model_unload, ("POST",), ADMIN),
+    # Last: it would take "stats" or "directories" for a model id.
+    Endpoint("/api/models/{model_id:str}", model_detail, access=USER),
+]
+BODIES: dict[tuple[str, str], type[BaseModel]] = bodies(ENDPOINTS)
 
 
 def routes() -> list[BaseRoute]:
-    return [
-        Route("/api/models/directories", model_directories),
-        Route("/api/models/stats", model_stats),
-        Route("/api/models/hash", model_hash, methods=["POST"]),
-        Route("/api/models/validate", model_validate, methods=["POST"]),
-        Route("/api/models/batch", model_batch, methods=["POST"]),
-        Route("/api/models/convert", model_convert, methods=["POST"]),
-        Route("/api/models/upload", model_upload, methods=["POST"]),
-        Route("/api/models/{model_id:str}/load", model_load, methods=["POST"]),
-        Route("/api/models/{model_id:str}/unload", model_unload, methods=["POST"]),
-        # Last: it would take "stats" or "directories" for a model id.
-        Route("/api/models/{model_id:str}", model_detail),
-    ]
+    return starlette_routes(ENDPOINTS)

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from ..auth.identity import identity_of
-from ..errors import ApiError
+from ..exceptions import BadRequest, JobActive, JobNotCancellable, JobNotFound, NotFound
 from ..imaging import thumbnail
 from ..responses import FastJSONResponse
 from ..schemas.native import (
@@ -51,7 +51,7 @@ async def queue_job(request: Request) -> Response:
         try:
             await run_in_threadpool(request.app.state.jobs.delete, job.id)
         except ValueError as exc:
-            raise ApiError(409, "JOB_ACTIVE", str(exc)) from None
+            raise JobActive(str(exc)) from None
         return JSONResponse({"status": "success", "message": "Job deleted", "job_id": job.id})
     return FastJSONResponse(request.app.state.jobs.view(job))
 
@@ -61,7 +61,7 @@ async def queue_cancel(request: Request) -> JSONResponse:
     job_or_404(request, req.job_id)
     outcome = await run_in_threadpool(request.app.state.jobs.cancel, req.job_id)
     if outcome is None:
-        raise ApiError(409, "JOB_NOT_CANCELLABLE", f"job {req.job_id} is not queued or running")
+        raise JobNotCancellable(f"job {req.job_id} is not queued or running")
     return JSONResponse(
         {
             "status": "success",
@@ -87,7 +87,7 @@ async def job_preview(request: Request) -> Response:
     job = job_or_404(request, request.path_params["job_id"])
     live = request.app.state.jobs.live.get(job.id)
     if live is None or live.preview is None:
-        raise ApiError(404, "NOT_FOUND", "no preview for this job (yet)")
+        raise NotFound("no preview for this job (yet)")
     return Response(live.preview, media_type="image/png")
 
 
@@ -101,7 +101,7 @@ def _output_job(request: Request, job_id: str, name: str) -> Any:
         if signer is None or not signer.verify(job_id, name, q.get("exp"), q.get("sig")):
             job = None
     if job is None:
-        raise ApiError(404, "JOB_NOT_FOUND", f"job not found: {job_id}")
+        raise JobNotFound(f"job not found: {job_id}")
     return job
 
 
@@ -109,15 +109,15 @@ async def job_output(request: Request) -> Response:
     name = request.path_params["filename"]
     job = _output_job(request, request.path_params["job_id"], name)
     if name not in job.outputs:  # only names the job produced: no path tricks possible
-        raise ApiError(404, "NOT_FOUND", f"no output {name!r} for job {job.id}")
+        raise NotFound(f"no output {name!r} for job {job.id}")
     path = request.app.state.jobs.output_dir(job.id) / name
     if request.query_params.get("thumb") in ("1", "true", "yes"):
         try:
             size = int(request.query_params.get("size", 256))
         except ValueError:
-            raise ApiError(400, "INVALID_PARAMETERS", "size must be an integer") from None
+            raise BadRequest("size must be an integer") from None
         if not 50 <= size <= 500:
-            raise ApiError(400, "INVALID_PARAMETERS", "size must be between 50 and 500")
+            raise BadRequest("size must be between 50 and 500")
         thumbs = request.app.state.settings.outputs_path / ".thumbs" / job.id
         path = await run_in_threadpool(thumbnail, path, thumbs / f"{name}.{size}.webp", size)
     media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"

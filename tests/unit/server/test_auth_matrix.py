@@ -211,10 +211,12 @@ def _websocket(client: TestClient, headers: dict[str, str]) -> bool:
 def test_every_route_declares_its_access(world: World) -> None:
     from starlette.routing import Route, WebSocketRoute
 
-    paths = {
-        r.path
-        for r in world.client.app.routes  # type: ignore[attr-defined]
-        if isinstance(r, Route | WebSocketRoute)
-    }
-    assert paths - set(RULES) == set(), "routes without an access rule in auth/permissions.py"
-    assert set(RULES) - paths <= {"/api/models/upload"}, "rules for routes that don't exist"
+    from sdcpp.server.routing import declared_rules
+
+    routes = world.client.app.routes  # type: ignore[attr-defined]
+    paths = {r.path for r in routes if isinstance(r, Route | WebSocketRoute)}
+    declared = {path for path, _ in declared_rules(routes)}  # routing.Endpoint declarations
+    assert "/api/generate/text2img" in declared and "/api/models" in declared
+    assert paths - set(RULES) - declared == set(), "routes declaring no access rule"
+    assert set(RULES) - paths == set(), "rules for routes that don't exist"
+    assert set(RULES) & declared == set(), "routes declared twice: as an Endpoint and in RULES"

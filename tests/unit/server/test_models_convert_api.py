@@ -309,14 +309,15 @@ def test_a_full_disk_answer_names_no_server_path(
     import shutil as _shutil
 
     from sdcpp.server import conversion
-    from sdcpp.server.errors import ApiError
+    from sdcpp.server.errors import lookup
+    from sdcpp.server.exceptions import InsufficientStorage
 
     folder = tmp_path / "deep" / "models" / "checkpoints"
     folder.mkdir(parents=True)
     usage = _shutil.disk_usage(folder)._replace(free=1024)
     monkeypatch.setattr(conversion.shutil, "disk_usage", lambda path: usage)
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(InsufficientStorage) as refused:
         conversion.check_free_space(folder, 10 * 2**20)
-    assert refused.value.status == 507
+    assert lookup(refused.value)[:2] == (507, "INSUFFICIENT_STORAGE")
     assert "'checkpoints' folder" in refused.value.message
     assert str(tmp_path) not in refused.value.message

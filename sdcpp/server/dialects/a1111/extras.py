@@ -18,7 +18,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from ...auth.identity import identity_of
-from ...errors import ApiError
+from ...errors import job_error
+from ...exceptions import ClientGone
 from ...schemas.native import UpscaleRequest
 from . import catalog, render
 from .generate import wait_for
@@ -53,9 +54,9 @@ async def _model_upscale(request: Request, image: Image.Image, name: str) -> Ima
         job = await run_in_threadpool(app.generation.submit_upscale, up, owner)
         job = await wait_for(request, job.id, events)
     if job is None:
-        raise ApiError(499, "CANCELLED", "the client went away")
+        raise ClientGone("the client went away")
     if job.status != "completed":
-        raise ApiError(500, "GENERATION_FAILED", job.error or f"upscale {job.status}")
+        raise job_error(job)  # the status the table gives the job's code, as everywhere
     path = app.jobs.output_dir(job.id) / job.outputs[0]
     return await run_in_threadpool(lambda: render.decode_png(path.read_bytes()))
 

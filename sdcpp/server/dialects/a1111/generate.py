@@ -31,7 +31,8 @@ from starlette.requests import Request
 from ...._safetensors import atomic_write
 from ....registry.errors import ModelNotFoundError, RegistryError
 from ...auth.identity import identity_of
-from ...errors import ApiError
+from ...errors import job_error
+from ...exceptions import ScriptNotFound
 from ...jobs import FINISHED
 from . import catalog, inputs, options, render, samplers
 from .schemas import Img2ImgRequest, Txt2ImgRequest, to_spec
@@ -109,11 +110,11 @@ def _check_scripts(req: Txt2ImgRequest) -> None:
     An always-on script sent switched off (``args`` empty or starting with false, as webuiapi
     and SillyTavern send ADetailer/ControlNet when unused) changes nothing and passes."""
     if req.script_name:
-        raise ApiError(422, "INVALID_PARAMETERS", f"Script '{req.script_name}' not found")
+        raise ScriptNotFound(f"Script '{req.script_name}' not found")
     for name, value in (req.alwayson_scripts or {}).items():
         args = value.get("args", []) if isinstance(value, dict) else []
         if args and args[0] is not False:
-            raise ApiError(422, "INVALID_PARAMETERS", f"always on script {name} not found")
+            raise ScriptNotFound(f"always on script {name} not found")
 
 
 async def wait_for(request: Request, job_id: str, events: asyncio.Queue[Any]) -> Any:
@@ -201,7 +202,7 @@ async def run(request: Request, req: Txt2ImgRequest) -> tuple[Outcome, Any]:
                 out.interrupted = True
                 break
             elif not out.images:
-                raise ApiError(500, "GENERATION_FAILED", job.error or "generation failed")
+                raise job_error(job)  # the table's status for the job's code
             else:
                 break  # a later batch failed: answer with the images made before it
     entry = await run_in_threadpool(_checkpoint, request, settings.model)

@@ -17,44 +17,19 @@ from typing import Any
 
 from PIL import Image
 from pydantic import ValidationError
-from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from .... import __version__
 from ....parameters import read_parameters
-from ....registry.errors import ModelNotFoundError
 from ...auth.permissions import Guard
-from ...errors import EXCEPTION_TABLE, ApiError, queue_full
-from ...store import QueueFull
-from .samplers import UnknownSampler
+from ...errors import error_headers, lookup
+from ...exceptions import ServerError
 
 _EXIF_IFD, _USER_COMMENT = 0x8769, 0x9286
 
 
-def _status(exc: Exception) -> int:
-    if isinstance(exc, ValidationError):
-        return 422
-    if isinstance(exc, ApiError):
-        return exc.status
-    if isinstance(exc, HTTPException):
-        return exc.status_code
-    if isinstance(exc, ModelNotFoundError | UnknownSampler):
-        return 404
-    if isinstance(exc, QueueFull):
-        return 503
-    if isinstance(exc, ValueError):
-        return 400
-    for exc_type, status, _ in EXCEPTION_TABLE:
-        if isinstance(exc, exc_type):
-            return status
-    return 500
-
-
 def error_response(exc: Exception) -> JSONResponse:
-    if isinstance(exc, QueueFull):  # 503 with Retry-After, or 429 at the user's own quota
-        exc = queue_full(exc)
-    status = _status(exc)
     if isinstance(exc, ValidationError):
         detail: Any = [
             {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
@@ -65,29 +40,26 @@ def error_response(exc: Exception) -> JSONResponse:
              "errors": "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in detail)},
             status_code=422,
         )  # fmt: skip
-    if status >= 500 and not isinstance(exc, ApiError | QueueFull):
-        message = "internal server error"  # never leak internals
-    else:
-        message = getattr(exc, "message", None) or str(exc).strip("'\"")
-    headers = getattr(exc, "headers", None) if isinstance(exc, ApiError) else None
+    status, _, message = lookup(exc, input_errors=True)
     body = {"error": "HTTPException", "detail": message, "body": "",
             "errors": f"{status}: {message}"}  # fmt: skip
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(body, status_code=status, headers=error_headers(exc))
 
 
 class A1111Guard(Guard):
     """The route's access guard, its 401/403 in A1111's envelope; a 401 asks for Basic
     credentials, as A1111's ``--api-auth`` does. (The handlers answer their own errors, so
-    an ``ApiError`` reaching here is the guard's, raised before any response started.)"""
+    a ``ServerError`` reaching here is the guard's, raised before any response started.)"""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
-        except ApiError as exc:
-            if exc.status not in (401, 403):
+        except ServerError as exc:
+            status = lookup(exc)[0]
+            if status not in (401, 403):
                 raise
             answer = error_response(exc)
-            if exc.status == 401:
+            if status == 401:
                 answer.headers["WWW-Authenticate"] = 'Basic realm="sdcpp"'
             await answer(scope, receive, send)
 

@@ -23,7 +23,8 @@ from starlette.routing import BaseRoute, Route
 
 from .... import __version__
 from ...auth.identity import identity_of
-from ...errors import ApiError
+from ...errors import load_failed
+from ...exceptions import BadRequest
 from ...imaging import decode_image
 from ...spec_params import load_params
 from .. import Handler, enveloped
@@ -50,7 +51,7 @@ async def _body(request: Request) -> Any:
     try:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "INVALID_PARAMETERS", "the body is not valid JSON") from None
+        raise BadRequest("the body is not valid JSON") from None
 
 
 def _owner(request: Request) -> str | None:
@@ -100,8 +101,7 @@ async def _load(request: Request, entry: Any) -> None:
         app.jobs.load_model, params, limiter=dialect.load_limiter
     )
     if final.get("type") != "loaded":
-        reason = str(final.get("error") or "the model could not be loaded")
-        raise ApiError(422, "MODEL_LOAD_FAILED", reason)
+        raise load_failed(final)
 
 
 async def set_options(request: Request) -> Response:

@@ -12,6 +12,7 @@ from typing import Any
 
 from ....options import SampleMethod, Scheduler
 from ....parameters import SAMPLER_NAMES, SCHEDULER_NAMES
+from ...exceptions import NotFound
 
 # A1111's aliases ("k_euler_a"...) for the samplers the engine has.
 _SAMPLER_ALIASES: dict[SampleMethod, tuple[str, ...]] = {
@@ -39,7 +40,7 @@ _A1111_SCHEDULERS: dict[str, Scheduler] = {
 AUTOMATIC = ("automatic", "", "use same scheduler")
 
 
-class UnknownSampler(ValueError):
+class UnknownSampler(NotFound, ValueError):
     """A sampler or scheduler name this engine has no equivalent for (A1111: 404)."""
 
 

@@ -7,11 +7,9 @@ import base64
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
 from starlette.responses import JSONResponse
 
-from ...errors import ApiError, _lookup, _validation_message, queue_full
-from ...store import QueueFull
+from ...errors import error_headers, lookup
 
 _STATES = {
     "queued": "queued",
@@ -24,20 +22,9 @@ _STATES = {
 
 def error(exc: Exception) -> JSONResponse:
     """Any exception as seed 001's error body, with the one table's HTTP status."""
-    if isinstance(exc, QueueFull):  # 503 with Retry-After, or 429 at the user's own quota
-        api = queue_full(exc)
-        body = {"status": "error", "error": api.message}
-        return JSONResponse(body, status_code=api.status, headers=api.headers)
-    if isinstance(exc, ApiError):
-        status, message = exc.status, exc.message
-    elif isinstance(exc, ValidationError):
-        status, message = 422, _validation_message(exc)
-    elif isinstance(exc, ValueError):
-        status, message = 400, str(exc)
-    else:
-        status, _ = _lookup(exc)
-        message = str(exc) if status != 500 else "internal server error"
-    return JSONResponse({"status": "error", "error": message}, status_code=status)
+    status, _, message = lookup(exc, input_errors=True)
+    body = {"status": "error", "error": message}
+    return JSONResponse(body, status_code=status, headers=error_headers(exc))
 
 
 def progress(view: dict[str, Any], params: dict[str, Any]) -> tuple[float, str]:

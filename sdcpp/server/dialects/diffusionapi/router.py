@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from ....registry import ModelType
 from ...auth.identity import identity_of
-from ...errors import ApiError
+from ...exceptions import BadRequest, JobNotFound
 from ...jobs import FINISHED
 from . import render
 from .schemas import Txt2ImgRequest
@@ -132,7 +132,7 @@ async def txt2img(request: Request) -> Response:
     try:
         data = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "INVALID_PARAMETERS", "the body is not valid JSON") from None
+        raise BadRequest("the body is not valid JSON") from None
     req = Txt2ImgRequest.model_validate(data)
     req.to_spec()  # sampler/scheduler errors before anything is queued
     owner = identity_of(request.scope).job_owner
@@ -152,7 +152,7 @@ async def queue(request: Request) -> Response:
     jobs = request.app.state.jobs
     job = jobs.store.get(job_id)
     if job is None or not identity_of(request.scope).may_see(job.owner):
-        raise ApiError(404, "JOB_NOT_FOUND", f"job not found: {job_id}")
+        raise JobNotFound(f"job not found: {job_id}")
     payload = _payloads(request).get(job.id)
     refiners = _refiners(request)
     if job.id not in refiners:

@@ -12,11 +12,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from ....jobspec import ImageSpec, LoraNotFound
+from ....jobspec import ImageSpec
 from ....options import HiresUpscaler
 from ....registry import ModelType
 from ....registry.errors import ModelNotFoundError
-from ...errors import ApiError
 from ...generation import GenerationService
 from ...store import Job
 from .schemas import Txt2ImgRequest
@@ -30,16 +29,11 @@ def _path(generation: GenerationService, name: str, types: ModelType) -> str:
     try:
         return str(registry.resolve(registry.get(name, type=types).id))
     except ModelNotFoundError:
-        raise ApiError(404, "MODEL_NOT_FOUND", f"model not found: {name}") from None
+        raise ModelNotFoundError(f"model not found: {name}") from None
 
 
 def _queue(generation: GenerationService, spec: ImageSpec, owner: str | None) -> Job:
-    try:
-        return generation.submit_spec(spec, owner)
-    except ModelNotFoundError as exc:
-        raise ApiError(404, "MODEL_NOT_FOUND", str(exc).strip("'\"")) from None
-    except LoraNotFound as exc:
-        raise ApiError(404, "NOT_FOUND", str(exc)) from None
+    return generation.submit_spec(spec, owner)  # its errors are the table's (errors.py)
 
 
 def submit(generation: GenerationService, req: Txt2ImgRequest, owner: str | None) -> Job:

@@ -12,11 +12,8 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.responses import JSONResponse
 
-from ....jobspec import LoraNotFound, SpecError
-from ....registry.errors import ModelNotFoundError
-from ...errors import ApiError, _lookup, queue_full
+from ...errors import error_headers, lookup
 from ...memory import rss_mb
-from ...store import QueueFull
 from .batcher import Batcher, Pending
 
 PREVIEW_CHARS = 30
@@ -51,19 +48,8 @@ def error(exc: Exception) -> JSONResponse:
             for err in exc.errors(include_url=False, include_context=False)
         ]
         return JSONResponse({"detail": detail}, status_code=422)
-    headers = None
-    if isinstance(exc, QueueFull):  # 503 with Retry-After, or 429 at the user's own quota
-        exc = queue_full(exc)
-    if isinstance(exc, ApiError):
-        status, message, headers = exc.status, exc.message, exc.headers
-    elif isinstance(exc, ModelNotFoundError | LoraNotFound):
-        status, message = 404, str(exc).strip("'\"")
-    elif isinstance(exc, SpecError | ValueError):
-        status, message = 400, str(exc)
-    else:
-        status, _ = _lookup(exc)
-        message = str(exc) if status != 500 else "internal server error"
-    return JSONResponse({"detail": message}, status_code=status, headers=headers)
+    status, _, message = lookup(exc, input_errors=True)
+    return JSONResponse({"detail": message}, status_code=status, headers=error_headers(exc))
 
 
 def images(folder: Path, names: list[str]) -> dict[str, Any]:

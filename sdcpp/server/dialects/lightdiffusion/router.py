@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from ....jobspec import ImageSpec
 from ...auth.identity import identity_of
-from ...errors import ApiError
+from ...exceptions import BadRequest
 from ...jobs import FINISHED
 from . import render
 from .batcher import Batcher, BatchSettings, Pending
@@ -113,9 +113,9 @@ async def generate(request: Request) -> Response:
     try:
         data = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "INVALID_PARAMETERS", "the body is not valid JSON") from None
+        raise BadRequest("the body is not valid JSON") from None
     if not isinstance(data, dict):
-        raise ApiError(400, "INVALID_PARAMETERS", "the body must be a JSON object")
+        raise BadRequest("the body must be a JSON object")
     req = GenerateRequest.model_validate(data)
     spec = req.to_spec()
     batcher = batcher_of(request)

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from ....jobspec.limits import SIDE_STEP
 from ....registry import ModelType
 from ....registry.errors import ModelNotFoundError
-from ...errors import ApiError
+from ...exceptions import BadRequest
 from ...imaging import decode_bytes, store_input
 from .schemas import parse_size
 
@@ -101,9 +101,7 @@ def decode(raw: bytes, param: str, max_pixels: int) -> Image.Image:
     """A client's image, checked by Pillow; refusals name the form field."""
     try:
         return decode_bytes(raw, param, max_pixels)
-    except ApiError as exc:
-        if exc.status == 413:
-            raise
+    except BadRequest as exc:  # an unreadable image; one too large stays a 413
         raise FormError(param, exc.message, "invalid_image") from None
 
 

@@ -5,70 +5,57 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
-from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import Message, Receive, Scope, Send
 
-from ....jobspec import SpecError
 from ....registry.errors import ModelNotFoundError
 from ...auth.permissions import Guard
-from ...errors import EXCEPTION_TABLE, ApiError
-from ...store import QueueFull, QuotaExceeded
+from ...errors import error_headers, lookup
+from ...exceptions import ServerError
 from .forms import FormError
 from .schemas import SizeError
 
+# the table's codes that OpenAI's API spells its own way
+_CODES = {
+    "VALIDATION_ERROR": "invalid_value",
+    "INVALID_PARAMETERS": "invalid_value",
+    "MODEL_NOT_FOUND": "model_not_found",
+    "QUEUE_QUOTA_EXCEEDED": "rate_limit_exceeded",
+}
 
-def _status(exc: Exception) -> tuple[int, str | None, str]:
-    """(status, param, OpenAI code) for ``exc``; statuses come from the server's one table."""
+
+def openai_status(status: int) -> int:
+    """The table's status as this dialect answers it: OpenAI's API has no 422 — its clients
+    expect every refused request as 400 — so a 422 of the table is a 400 here."""
+    return 400 if status == 422 else status
+
+
+def _status(exc: Exception) -> tuple[int, str | None, str, str]:
+    """(status, param, OpenAI code, message) for ``exc``, from the server's one table; only
+    this dialect's own request checks (its schema, sizes, form parts) are its own."""
     if isinstance(exc, ValidationError):
         err = exc.errors()[0]
         param = ".".join(str(x) for x in err.get("loc", ())) or None
         if err.get("type") == "extra_forbidden":
-            return 400, param, "unknown_parameter"
-        return 400, param, "invalid_value"
+            return 400, param, "unknown_parameter", f"Unknown parameter: '{param}'."
+        message = f"{param}: {err.get('msg')}" if param else str(err.get("msg"))
+        return 400, param, "invalid_value", message
     if isinstance(exc, SizeError):
-        return 400, "size", "invalid_value"
+        return 400, "size", "invalid_value", str(exc)
     if isinstance(exc, FormError):
-        return 400, exc.param, exc.code
-    if isinstance(exc, SpecError):
-        return 400, None, "invalid_value"
-    if isinstance(exc, ModelNotFoundError):
-        return 404, "model", "model_not_found"
-    if isinstance(exc, ApiError):
-        return exc.status, None, exc.code.lower()
-    if isinstance(exc, HTTPException):
-        return exc.status_code, None, "http_error"
-    if isinstance(exc, QuotaExceeded):
-        return 429, None, "rate_limit_exceeded"
-    if isinstance(exc, QueueFull):
-        return 503, None, "queue_full"
-    for exc_type, status, code in EXCEPTION_TABLE:
-        if isinstance(exc, exc_type):
-            return (400 if status == 422 else status), None, code.lower()
-    return 500, None, "internal_error"
+        return 400, exc.param, exc.code, exc.message
+    status, code, message = lookup(exc)
+    param = "model" if isinstance(exc, ModelNotFoundError) else None
+    return openai_status(status), param, _CODES.get(code, code.lower()), message
 
 
 def error_response(exc: Exception) -> JSONResponse:
-    status, param, code = _status(exc)
-    if isinstance(exc, ValidationError):
-        err = exc.errors()[0]
-        message = f"{param}: {err.get('msg')}" if param else str(err.get("msg"))
-        if code == "unknown_parameter":
-            message = f"Unknown parameter: '{param}'."
-    elif status >= 500 and not isinstance(exc, ApiError | QueueFull):
-        message = "internal server error"  # never leak internals
-    elif isinstance(exc, HTTPException):
-        message = str(exc.detail)
-    else:
-        message = getattr(exc, "message", None) or str(exc)
+    status, param, code, message = _status(exc)
     kind = "invalid_request_error" if status < 500 else "server_error"
     body: dict[str, Any] = {
         "error": {"message": message, "type": kind, "param": param, "code": code}
     }
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, QueueFull) else None
-    if isinstance(exc, ApiError | HTTPException) and exc.headers:  # e.g. a drain's Retry-After
-        headers = dict(exc.headers)
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(body, status_code=status, headers=error_headers(exc))
 
 
 # the access guard's refusals, in OpenAI's words (the SDK maps 401/403 by status)
@@ -92,19 +79,20 @@ class OpenAIGuard(Guard):
 
         try:
             await super().__call__(scope, receive, watch)
-        except ApiError as exc:
-            if started or exc.status not in _REFUSAL_CODES:
+        except ServerError as exc:
+            status, code, _ = lookup(exc)
+            if started or status not in _REFUSAL_CODES:
                 raise
-            reason = _REFUSALS.get(exc.code, exc.message)
-            if exc.code == "INVALID_CREDENTIALS":
+            reason = _REFUSALS.get(code, exc.message)
+            if code == "INVALID_CREDENTIALS":
                 reason = f"{reason} ({exc.message})"
             body = {
                 "error": {
                     "message": reason,
                     "type": "invalid_request_error",
                     "param": None,
-                    "code": _REFUSAL_CODES[exc.status],
+                    "code": _REFUSAL_CODES[status],
                 }
             }
-            answer = JSONResponse(body, status_code=exc.status, headers=exc.headers)
+            answer = JSONResponse(body, status_code=status, headers=exc.headers)
             await answer(scope, receive, send)

@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Route
 
 from ....jobspec import ImageSpec
 from ...auth.identity import identity_of
+from ...errors import job_error
 from ...jobs import FINISHED
 from . import forms
 from .render import OpenAIGuard, error_response
@@ -99,10 +100,7 @@ async def _answer(
     if job is None:
         return Response(status_code=499)
     if job.status != "completed":
-        message = job.error or f"job {job.status}"
-        body = {"error": {"message": message, "type": "server_error", "param": None,
-                          "code": job.status}}  # fmt: skip
-        return JSONResponse(body, status_code=500 if job.status == "failed" else 409)
+        raise job_error(job)  # the table's status for the job's code, as on every route
     as_url = req.response_format == "url"
     data = await run_in_threadpool(_images, request, job, as_url, req.prompt.strip())
     width, height = job.params.get("width"), job.params.get("height")
