@@ -1,4 +1,5 @@
-"""The Host header check: a defence against DNS rebinding of the API and the web UI.
+"""Browser attacks on a server without a login: DNS rebinding (the Host check) and cross-site
+requests (``CrossSiteMiddleware``, below).
 
 A page on ``http://evil.example:8080`` whose name the attacker re-points at 127.0.0.1 is, to
 the browser, same-origin with itself: its scripts can read our answers, with no CORS check in
@@ -29,6 +30,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .errors import envelope
+from .settings import Settings
 
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain")
 
@@ -98,5 +100,66 @@ class TrustedHostMiddleware:
         )
         response = JSONResponse(
             envelope(Request(scope), 400, "INVALID_HOST", message), status_code=400
+        )
+        await response(scope, receive, send)
+
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _origin_netloc(origin: str) -> tuple[str, str]:
+    """(scheme, host[:port]) of an Origin header, lower case, default ports dropped."""
+    scheme, _, rest = origin.strip().lower().partition("://")
+    default = {"http": ":80", "https": ":443"}.get(scheme, "")
+    return scheme, rest.removesuffix(default) if default else rest
+
+
+class CrossSiteMiddleware:
+    """Refuses state-changing requests and WebSockets that a browser sent from another site.
+
+    A page on any site can POST to ``http://127.0.0.1:8080`` without a CORS preflight when
+    the body looks like a form (``text/plain``, urlencoded, multipart), and open a WebSocket
+    to it: CORS only stops it from reading the answer. With ``--auth none`` on loopback, the
+    default, that let any web page queue jobs, clear the queue or restart the worker, and read
+    every job's events. Browsers name the page's origin in ``Origin`` on such requests, so one
+    is refused (403 ``CROSS_SITE_REQUEST``) unless it is this server's own origin (the web UI)
+    or listed in ``cors_origins`` (``*`` lists all). Requests without ``Origin`` (curl, SDKs)
+    pass. With authentication on, nothing to do here: a cross-site request carries no
+    credentials a browser adds by itself but the UI's cookie, which needs the same origin
+    already (auth/session.py), so it is anonymous and refused as such.
+    """
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.off = settings.auth_methods != ("none",)
+        self.any = "*" in settings.cors_origins
+        self.listed = {_origin_netloc(o) for o in settings.cors_origins}
+
+    def allows(self, origin: str, host: str) -> bool:
+        scheme, netloc = _origin_netloc(origin)
+        if self.any or (scheme, netloc) in self.listed:
+            return True
+        own = host.strip().lower()
+        return bool(own) and netloc in (own, own.removesuffix({"https": ":443"}.get(scheme, ":80")))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        unsafe = not self.off and (
+            kind == "websocket" or (kind == "http" and scope.get("method") in UNSAFE_METHODS)
+        )
+        headers = dict(scope.get("headers", [])) if unsafe else {}
+        origin = headers.get(b"origin", b"").decode("latin-1")
+        if not origin or self.allows(origin, headers.get(b"host", b"").decode("latin-1")):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        message = (
+            f"a cross-site request from {origin[:100]!r} cannot change anything here "
+            "(list the site with --cors-origin to allow it)"
+        )
+        response = JSONResponse(
+            envelope(Request(scope), 403, "CROSS_SITE_REQUEST", message), status_code=403
         )
         await response(scope, receive, send)
