@@ -6,6 +6,7 @@
     sdcpp upscale --upscale-model M -i IN -o OUT       enlarge an image with an ESRGAN model
     sdcpp models list|info|hash|detect [--json]        the models directory
     sdcpp serve [--host --port --data-dir ...]         the REST server
+    sdcpp worker --database URL [--models NAME...]     an engine worker on a PostgreSQL queue
     sdcpp users add|list|passwd|role|disable|delete    the server's accounts (auth)
     sdcpp keys create|list|revoke                      the server's API keys (auth)
 
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import SdcppError
-from . import accounts, generate, models, serve, tools
+from . import accounts, generate, models, serve, tools, worker
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.register(sub)
     models.register(sub)
     serve.register(sub)
+    worker.register(sub)
     accounts.register(sub)
     return parser
 

@@ -121,6 +121,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="keep the job queue in PostgreSQL, postgresql://user:pass@host/db (needs "
         "'sdcpp[postgres]'; default: SQLite in the data dir)",
     )
+    serve.add_argument(
+        "--no-worker",
+        dest="run_worker",
+        action="store_const",
+        const=False,
+        help="with --database: run the API only; jobs run in `sdcpp worker` processes",
+    )
     serve.add_argument("--config", help="JSON or TOML file with any of these settings")
     serve.set_defaults(func=run)
 
@@ -154,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
             "max_crashes",
             "worker_memory_mb",
             "database_url",
+            "run_worker",
             "log_level",
             "log_file",
             "log_max_mb",

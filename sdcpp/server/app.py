@@ -20,6 +20,7 @@ from ..errors import InvalidArgument, SdcppError
 from ..registry import ModelRegistry
 from .auth import AuthMiddleware, AuthService, guard_routes
 from .auth.permissions import access_of
+from .cluster import RemoteEngine, job_service
 from .datadir import DataDirLock
 from .dialects.a1111 import router as a1111_api
 from .dialects.diffusionapi import router as diffusionapi
@@ -29,7 +30,6 @@ from .errors import error_response
 from .events import EventBus
 from .exceptions import ServerError
 from .generation import GenerationService
-from .jobs import JobService
 from .logs import AccessLogMiddleware, worker_level
 from .metrics import Metrics
 from .metrics import routes as metrics_routes
@@ -41,7 +41,7 @@ from .routing import declared_rules
 from .settings import Settings
 from .store import QueueFull
 from .store_api import open_job_store
-from .trusted_host import CrossSiteMiddleware, TrustedHostMiddleware
+from .trusted_host import TrustedHostMiddleware
 from .webui import routes as webui_routes
 from .webui import setup as webui_setup
 
@@ -111,10 +111,13 @@ def create_app(
                 "no models yet: put checkpoints (.safetensors/.gguf) in %s",
                 settings.models_path / "checkpoints",
             )
-        state.engine = engine if engine is not None else default_engine(settings)
+        if engine is not None:
+            state.engine = engine
+        else:  # --no-worker: the jobs run in `sdcpp worker` processes
+            state.engine = default_engine(settings) if settings.run_worker else RemoteEngine()
         state.engine.start()
         state.converter = converter or default_converter(settings, state.registry)
-        state.jobs = JobService(
+        state.jobs = job_service(  # on PostgreSQL: progress, cancels, workers across processes
             settings, state.store, state.engine, state.events, {"convert": state.converter}
         )
         state.generation = GenerationService(settings, state.registry, state.jobs)
@@ -151,7 +154,6 @@ def create_app(
         Middleware(RequestIdMiddleware),
         Middleware(AccessLogMiddleware),  # sees the final status, 413s included
         Middleware(TrustedHostMiddleware, bind_host=settings.host, allowed=settings.allowed_hosts),
-        Middleware(CrossSiteMiddleware, settings=settings),  # CSRF and WebSocket hijacking
         Middleware(
             BodyLimitMiddleware,
             max_bytes=settings.max_body_mb * 2**20,

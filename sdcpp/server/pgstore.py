@@ -251,7 +251,7 @@ class PgStore(SqlStore):
 
 
 # A job's model file name (its path's last part): what ``models`` is matched against, whole or
-# without its extension (``_model_names`` lists both forms). The path is where the stored job
+# without its extension. The path is where the stored job
 # keeps it: a schema-4 record's resolved engine files or spec (``job_record``), else the plain
 # params of an older row.
 _MODEL_FILE = (
@@ -289,21 +289,17 @@ class PgJobStore(JobQueries, PgStore):
         if not self.models:
             return super().claim_next(worker_id, lease_seconds)
         now = self._clock()
+        names = sorted({name.rsplit("/", 1)[-1] for name in self.models})
         with self._write() as cur:
             row = cur.execute(
                 "UPDATE jobs SET status = 'processing', started_at = ?, "
                 "attempts = attempts + 1, lease_owner = ?, lease_expires = ?, heartbeat_at = ? "
                 "WHERE status = 'queued' AND id = (SELECT id FROM jobs WHERE status = 'queued' "
-                f"AND {_MODEL_FILE} = ANY(?) ORDER BY seq LIMIT 1{self._LOCK_ROWS}) "
-                f"RETURNING {_COLUMNS}",
-                (now, worker_id, now + lease_seconds, now, self._model_names),
+                f"AND ({_MODEL_FILE} = ANY(?) OR regexp_replace({_MODEL_FILE}, '[.][^.]*$', '') "
+                f"= ANY(?)) ORDER BY seq LIMIT 1{self._LOCK_ROWS}) RETURNING {_COLUMNS}",
+                (now, worker_id, now + lease_seconds, now, names, names),
             ).fetchone()
         return Job._from_row(row) if row else None
-
-    @property
-    def _model_names(self) -> list[str]:
-        names = {name.rsplit("/", 1)[-1] for name in self.models}
-        return sorted(names | {name.rsplit(".", 1)[0] for name in names})
 
     def _columns(self, cur: Cursor) -> set[str]:
         rows = cur.execute(
@@ -315,4 +311,28 @@ class PgJobStore(JobQueries, PgStore):
 
 class PgAuthStore(AuthQueries, PgStore):
     """Users, API keys and revoked token ids beside the PostgreSQL job queue: every API process
-    on the database sees the same accounts, and a revocation anywhere holds everywhere."""
+    on the database sees the same accounts, and a revocation anywhere holds everywhere; and
+    the signing secret (``shared_secret``), so a token one API process issued works on all."""
+
+    def _migrate(self) -> None:
+        super()._migrate()
+        with self._write() as cur:
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS signing_secret (id INTEGER PRIMARY KEY "
+                "CHECK (id = 1), secret TEXT NOT NULL)"
+            )
+
+    def shared_secret(self) -> bytes:
+        """The servers' signing secret (JWTs, output URLs), made by whichever process asks
+        first; the others read it. In place of the data dir's ``secret.key``."""
+        import secrets
+
+        from .auth.secret import SECRET_BYTES
+
+        with self._write() as cur:
+            cur.execute(
+                "INSERT INTO signing_secret (id, secret) VALUES (1, ?) ON CONFLICT (id) DO NOTHING",
+                (secrets.token_hex(SECRET_BYTES),),
+            )
+            row = cur.execute("SELECT secret FROM signing_secret WHERE id = 1").fetchone()
+        return bytes.fromhex(row[0])

@@ -53,6 +53,10 @@ class Settings:
     # postgresql://user:pass@host/db: the job queue in PostgreSQL (pgstore.py), shared by
     # several processes; None: SQLite in {data_dir}/sdcpp.db (zero setup, the default)
     database_url: str | None = None
+    # with database_url: run_worker False (serve --no-worker) runs the API only, the jobs run in
+    # `sdcpp worker` processes; worker_models: a worker claims only jobs of these models
+    run_worker: bool = True
+    worker_models: tuple[str, ...] = ()
     # logging (server/logs.py): level, seed 004's verbose (= debug), rotated file, JSON lines
     log_level: str = "info"
     verbose: bool = False
@@ -173,6 +177,11 @@ class Settings:
             ("postgresql://", "postgres://")
         ):
             raise InvalidArgument("database must be a postgresql:// URL (default: SQLite)")
+        if not self.run_worker and self.database_url is None:
+            raise InvalidArgument(
+                "--no-worker needs --database postgresql://… (the jobs run "
+                "in `sdcpp worker` processes on that database)"
+            )
         if self.max_loaded_models < 1:
             raise InvalidArgument("max_loaded_models must be at least 1")
         if self.model_memory_mb < 0 or self.keep_alive < 0 or self.worker_memory_mb < 0:
@@ -241,7 +250,7 @@ def _convert(name: str, raw: Any, default: Any) -> Any:
         return raw.strip().lower() in ("1", "true", "yes", "on", "debug", "trace")
     if name == "keep_alive":
         return _seconds(name, raw)
-    if name in ("cors_origins", "allowed_hosts"):
+    if name in ("cors_origins", "allowed_hosts", "worker_models"):
         items = raw.split(",") if isinstance(raw, str) else list(raw)
         return tuple(x.strip() for x in items if x.strip())
     if isinstance(default, bool):

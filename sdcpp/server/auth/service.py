@@ -43,6 +43,15 @@ from .store import USERNAME, AuthQueries, User, open_auth_store
 from .tokens import InvalidToken, TokenIssuer, looks_like_jwt
 from .unix import SCOPE_KEY, PeerCredentials
 
+
+def shared_secret(store: AuthQueries) -> bytes | None:
+    """On PostgreSQL the signing secret lives in the database: every API process on it signs
+    and checks tokens alike. None on SQLite (the data dir's ``secret.key``)."""
+    from ..pgstore import PgAuthStore
+
+    return store.shared_secret() if isinstance(store, PgAuthStore) else None
+
+
 logger = logging.getLogger(__name__)
 
 # A verified HTTP Basic pair is trusted again for this long (while the password is unchanged)
@@ -104,7 +113,7 @@ class AuthService:
         if not self.enabled:
             return  # mode none writes nothing: no secret, no tables
         self.store = open_auth_store(settings)  # beside the jobs: SQLite or PostgreSQL
-        secret = load_or_create_secret(settings.data_dir)
+        secret = shared_secret(self.store) or load_or_create_secret(settings.data_dir)
         self.tokens = TokenIssuer(
             derive_key(secret, "jwt"), settings.token_lifetime, leeway=settings.token_leeway
         )

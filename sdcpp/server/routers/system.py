@@ -29,7 +29,7 @@ async def health_ok(request: Request) -> JSONResponse:
 def _status(request: Request) -> dict[str, Any]:
     state = request.app.state
     counts = state.jobs.store.counts()
-    return {
+    data: dict[str, Any] = {
         "server": {
             "running": True,
             "host": state.settings.host,
@@ -51,6 +51,9 @@ def _status(request: Request) -> dict[str, Any]:
             "restarts": state.engine.restarts,
         },
     }
+    if (workers := getattr(state.jobs, "workers", None)) is not None:
+        data["workers"] = workers()  # a PostgreSQL queue: every worker on it (cluster.py)
+    return data
 
 
 async def status(request: Request) -> JSONResponse:

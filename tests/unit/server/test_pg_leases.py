@@ -91,3 +91,35 @@ def test_the_database_clock_is_read_again_after_a_minute(postgres: PgServer) -> 
         assert abs(store._database_time() - _database_now(url)) < 5
     finally:
         store.close()
+
+
+def test_a_worker_with_models_claims_only_their_jobs(postgres: PgServer) -> None:
+    from sdcpp.server.pgstore import PgJobStore
+
+    url = postgres.fresh_url()
+    only_a = PgJobStore(url, models=("tiny-a",))  # by name without extension ...
+    only_b = PgJobStore(url, models=("tiny-b.safetensors",))  # ... or with it
+    try:
+        a = only_a.create("txt2img", {"model": "/m/checkpoints/tiny-a.safetensors"})
+        b = only_a.create("txt2img", {"model": "/elsewhere/tiny-b.safetensors"})
+        claimed_b = only_b.claim_next("wb")
+        assert claimed_b is not None and claimed_b.id == b.id  # skipped the older a job
+        assert only_b.claim_next("wb") is None
+        claimed_a = only_a.claim_next("wa")
+        assert claimed_a is not None and claimed_a.id == a.id
+    finally:
+        only_a.close()
+        only_b.close()
+
+
+def test_every_api_process_on_the_database_signs_with_one_secret(postgres: PgServer) -> None:
+    from sdcpp.server.pgstore import PgAuthStore
+
+    url = postgres.fresh_url()
+    first, second = PgAuthStore(url), PgAuthStore(url)
+    try:
+        secret = first.shared_secret()
+        assert len(secret) >= 32 and second.shared_secret() == secret == first.shared_secret()
+    finally:
+        first.close()
+        second.close()

@@ -219,7 +219,10 @@ def test_procrastinate_schema_lives_beside_ours(url: str) -> None:
     with psycopg.connect(url) as conn:
         conn.execute(SchemaManager.get_schema())
     theirs = tables() - ours
-    assert ours == {"schema_version", "jobs", "job_counts", "users", "api_keys", "revoked_tokens"}
+    assert ours == {
+        "schema_version", "jobs", "job_counts", "users", "api_keys", "revoked_tokens",
+        "signing_secret",
+    }  # fmt: skip
     assert theirs and all(name.startswith("procrastinate_") for name in theirs)
     with PgJobStore(url) as jobs:  # reopened (migration re-run) beside procrastinate's schema
         claimed = jobs.claim_next("w")
