@@ -41,7 +41,7 @@ from .routing import declared_rules
 from .settings import Settings
 from .store import QueueFull
 from .store_api import open_job_store
-from .trusted_host import TrustedHostMiddleware
+from .trusted_host import CrossSiteMiddleware, TrustedHostMiddleware
 from .webui import routes as webui_routes
 from .webui import setup as webui_setup
 
@@ -154,6 +154,7 @@ def create_app(
         Middleware(RequestIdMiddleware),
         Middleware(AccessLogMiddleware),  # sees the final status, 413s included
         Middleware(TrustedHostMiddleware, bind_host=settings.host, allowed=settings.allowed_hosts),
+        Middleware(CrossSiteMiddleware, settings=settings),  # CSRF and WebSocket hijacking
         Middleware(
             BodyLimitMiddleware,
             max_bytes=settings.max_body_mb * 2**20,
