@@ -32,7 +32,14 @@ from .schemas.native import (
     VideoGenerateRequest,
 )
 from .settings import Settings
-from .spec_params import image_size, model_plan, plan_view, resolve_image, stored_image
+from .spec_params import (
+    image_size,
+    model_plan,
+    plan_view,
+    resolve_image,
+    stored_image,
+    video_plan,
+)
 from .store import Job
 
 _IMAGE_TYPES = ModelType.CHECKPOINT | ModelType.DIFFUSION_MODEL
@@ -112,8 +119,10 @@ class GenerationService:
         return self.jobs.submit("upscale", data, owner=owner, job_id=job_id)
 
     def submit_video(self, req: VideoGenerateRequest | VideoSpec, owner: str | None = None) -> Job:
-        """Queue a video job. The worker plans the companions (VAE, UMT5, CLIP vision, the
-        second Wan 2.2 expert) from ``models_dir``; the spec's companion files win."""
+        """Queue a video job, planned by architecture first (``spec_params.video_plan``: a
+        missing VAE, UMT5, CLIP vision or second Wan 2.2 expert is refused naming each file and
+        where it goes). The worker plans the same companions from ``models_dir``; the spec's
+        companion files win."""
         job_id = uuid.uuid4().hex
         inputs = self.jobs.input_dir(job_id)
         if isinstance(req, VideoGenerateRequest):
@@ -140,7 +149,8 @@ class GenerationService:
         if req.n_threads is None and self.settings.threads:
             changes["n_threads"] = self.settings.threads
         resolved = dataclasses.replace(req, **changes, **size)
-        data = record(resolved, {"models_dir": str(self.registry.root)})
+        plan = video_plan(self.registry, resolved)  # a missing companion: 422 before queuing
+        data = record(resolved, {"models_dir": str(self.registry.root)}, plan_view(plan))
         return self.jobs.submit("video", data, owner=owner, job_id=job_id)
 
     def submit_convert(

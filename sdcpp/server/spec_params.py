@@ -18,7 +18,9 @@ from PIL import Image, UnidentifiedImageError
 
 from .. import cache_presets
 from .._generation import cache_params as native_cache_params
-from ..jobspec import ImageSpec, LoadSpec, LoraNotFound, SpecError, limits
+from ..detect import MODEL_IDS
+from ..errors import UnsupportedError
+from ..jobspec import ImageSpec, LoadSpec, LoraNotFound, SpecError, VideoSpec, limits
 from ..loras import lora_tags
 from ..options import CacheOptions
 from ..plan import plan_from_registry, raise_if_missing, raise_if_unsupported
@@ -30,6 +32,9 @@ _IMAGE_TYPES = ModelType.CHECKPOINT | ModelType.DIFFUSION_MODEL
 _COMPANIONS = ("vae", "clip_l", "clip_g", "t5xxl", "llm", "taesd")
 _DEFAULTED = ("steps", "cfg_scale", "width", "height", "flow_shift", "guidance", "scheduler")
 _LORA_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".gguf")
+_VIDEO_COMPANIONS = ("vae", "t5xxl", "clip_vision", "high_noise_diffusion_model")
+# Detected families that only make images: a video job for one is refused before queuing.
+_IMAGE_ONLY_IDS = frozenset(i for i in MODEL_IDS if not i.startswith(("wan", "ltx")))
 
 
 def model_plan(registry: ModelRegistry, spec: ImageSpec, default: str | None) -> Any:
@@ -46,6 +51,24 @@ def model_plan(registry: ModelRegistry, spec: ImageSpec, default: str | None) ->
         for slot in _COMPANIONS
         if (value := getattr(spec, slot))
     }
+    plan = plan.with_overrides(overrides)
+    raise_if_unsupported(plan)
+    raise_if_missing(plan)
+    return plan
+
+
+def video_plan(registry: ModelRegistry, spec: VideoSpec) -> Any:
+    """The context plan of a video spec whose model and companions are resolved paths inside
+    the models dir: an image-only family is refused (UnsupportedError) and a missing companion
+    (Wan VAE, UMT5-XXL, CLIP vision for I2V, ...) is the plan's ModelLoadError naming each file
+    and where to put it, before queuing. The worker plans the same way from ``models_dir``."""
+    model = Path(str(spec.model))
+    root = registry.root
+    name = model.relative_to(root).as_posix() if model.is_relative_to(root) else str(model)
+    plan = plan_from_registry(registry, name)
+    if getattr(plan.detection, "id", None) in _IMAGE_ONLY_IDS:
+        raise UnsupportedError(f"{plan.name} generates images, not video; use an image job")
+    overrides = {slot: value for slot in _VIDEO_COMPANIONS if (value := getattr(spec, slot))}
     plan = plan.with_overrides(overrides)
     raise_if_unsupported(plan)
     raise_if_missing(plan)

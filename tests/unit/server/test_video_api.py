@@ -14,8 +14,8 @@ import pytest
 from fake_engine import FakeEngine
 from PIL import Image
 from starlette.testclient import TestClient
-from test_detect import wan
-from test_plan import put, wan_vae
+from test_detect import flux, wan
+from test_plan import clip_vision_h, put, umt5, wan_vae
 
 from sdcpp import _safetensors
 from sdcpp.server import Settings, create_app
@@ -31,9 +31,10 @@ def make_client(tmp_path: Path, engine: FakeEngine, *, with_wan: bool = True) ->
     models = tmp_path / "data" / "models"
     (models / "checkpoints").mkdir(parents=True)
     _safetensors.save(models / "checkpoints/tiny.safetensors", {"x": np.zeros(2, np.float16)})
-    if with_wan:
+    if with_wan:  # a Wan 2.1 T2V with the companions its plan asks for
         put(models, "diffusion_models/wan.safetensors", wan(2, 64, 16))
         put(models, "vae/wan21.safetensors", wan_vae(16))
+        put(models, "text_encoders/umt5.safetensors", umt5())
     settings = Settings(data_dir=tmp_path / "data", max_queue=5, shutdown_grace=0.5)
     return TestClient(create_app(settings, engine=engine))
 
@@ -164,8 +165,58 @@ def test_no_video_model_installed_is_404(tmp_path: Path, engine: FakeEngine) -> 
     with make_client(tmp_path, engine, with_wan=False) as c:
         r = c.post("/api/generate/video", json={"prompt": "x"})
         assert r.status_code == 404 and "no video model installed" in r.json()["error"]["message"]
-        # an image checkpoint named explicitly is queued: the worker decides (and refuses it)
+        # a checkpoint of no known family is queued: the engine has the final word
         assert c.post("/api/generate/video", json={"prompt": "x", "model_name": "tiny"}).is_success
+
+
+def test_a_missing_video_companion_is_422_naming_each_file_before_queuing(
+    client: TestClient, tmp_path: Path
+) -> None:
+    models = tmp_path / "data" / "models"
+    (models / "text_encoders/umt5.safetensors").unlink()
+    put(models, "diffusion_models/wan_i2v.safetensors", wan(2, 64, 36, img_emb=True))
+    assert client.post("/api/models/refresh").is_success
+    r = client.post("/api/generate/video", json={"prompt": "x", "model_name": "wan_i2v"})
+    assert r.status_code == 422, r.json()
+    error = r.json()["error"]
+    assert error["code"] == "MODEL_LOAD_FAILED"
+    # each missing file and where it goes; the VAE the dir has is not asked for
+    message = error["message"]
+    assert "needs t5xxl: put a UMT5-XXL encoder" in message and "needs vae" not in message
+    assert "needs clip_vision: put a CLIP vision ViT-H encoder" in message
+    assert "in models/text_encoders/" in message
+    assert client.get("/api/queue/status").json()["queue"]["jobs"] == []
+    # once the files are in place the same request is queued, its plan in the job's JSON
+    put(models, "text_encoders/umt5.safetensors", umt5())
+    put(models, "text_encoders/clip_vision_h.safetensors", clip_vision_h())
+    assert client.post("/api/models/refresh").is_success
+    r = client.post("/api/generate/video", json={"prompt": "x", "model_name": "wan_i2v"})
+    assert r.status_code == 202, r.json()
+    plan = client.get(f"/api/queue/job/{r.json()['job_id']}").json()["plan"]
+    assert plan["load_as"] == "diffusion_model" and plan["model"] == "wan_i2v.safetensors"
+    assert plan["files"] == {
+        "vae": "wan21.safetensors",
+        "t5xxl": "umt5.safetensors",
+        "clip_vision": "clip_vision_h.safetensors",
+    }
+
+
+def test_an_explicit_companion_wins_and_an_image_model_is_refused(
+    client: TestClient, tmp_path: Path
+) -> None:
+    models = tmp_path / "data" / "models"
+    put(models, "vae/wan21_other.safetensors", wan_vae(16))
+    put(models, "diffusion_models/flux.safetensors", flux())
+    assert client.post("/api/models/refresh").is_success
+    r = client.post(
+        "/api/generate/video", json={"prompt": "x", "vae_path": "vae/wan21_other.safetensors"}
+    )
+    assert r.status_code == 202, r.json()
+    plan = client.get(f"/api/queue/job/{r.json()['job_id']}").json()["plan"]
+    assert plan["files"]["vae"] == "wan21_other.safetensors"
+    image_only = client.post("/api/generate/video", json={"prompt": "x", "model_name": "flux"})
+    assert image_only.status_code == 400, image_only.json()
+    assert "generates images, not video" in image_only.json()["error"]["message"]
 
 
 def test_openapi_documents_the_video_body(client: TestClient) -> None:
