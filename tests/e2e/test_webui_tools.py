@@ -88,6 +88,12 @@ def test_presets_and_templates_fill_the_form_and_the_form_saves_as_a_preset(
     page.fill("#f-steps", "1")
     page.select_option("#preset-pick", label="seven steps")
     expect(page.locator("#f-steps")).to_have_value("7")
+    page.once("dialog", lambda dialog: dialog.accept())  # "Delete the preset ...?"
+    page.get_by_role("button", name="Delete preset seven steps").click()
+    expect(page.locator("#preset-pick option", has_text="seven steps")).to_have_count(0)
+    assert not (tools_server.root / "models" / "presets" / "seven steps.json").exists()  # type: ignore[attr-defined]
+    expect(page.locator("#preset-delete")).to_be_hidden()  # nothing picked now
+    expect(page.locator("#preset-pick option", has_text="Quick draft")).to_have_count(1)
     assert not tui.errors, tui.errors
 
 
@@ -182,12 +188,35 @@ def test_upload_a_model_and_convert_one_to_gguf(
     lora = tmp_path / "uploaded-style.safetensors"
     _safetensors.save(lora, {"lora_unet_x.lora_down.weight": np.zeros((2, 2), np.float16)})
     page = _open(tui, f"{tools_server.url}/ui/#models")
-    page.select_option("#upload-type", "lora")
-    page.set_input_files("#upload-file", str(lora))
-    page.click("#upload-form button[type=submit]")
+    models = tools_server.root / "models"  # type: ignore[attr-defined]
+    encoder = tmp_path / "my-t5.safetensors"
+    _safetensors.save(encoder, {"encoder.block.0.weight": np.zeros((2, 2), np.float16)})
+
+    def upload(path: Path, type_: str, subfolder: str | None, overwrite: bool) -> None:
+        page.select_option("#upload-type", type_)
+        page.set_input_files("#upload-file", str(path))
+        if subfolder is None:
+            expect(page.locator("#upload-subfolder-field")).to_be_hidden()
+        else:  # the API's own choices for this type
+            page.select_option("#upload-subfolder", subfolder)
+        page.set_checked("#upload-overwrite", overwrite)
+        page.click("#upload-form button[type=submit]")
+
+    upload(lora, "lora", None, overwrite=False)
     expect(page.locator("#upload-status")).to_contain_text("Uploaded", timeout=30000)
     expect(page.locator("#models-body tr", has_text="uploaded-style")).to_contain_text("lora")
-    assert (tools_server.root / "models" / "loras" / lora.name).exists()  # type: ignore[attr-defined]
+    assert (models / "loras" / lora.name).exists()
+    upload(encoder, "text_encoder", "t5xxl", overwrite=False)
+    expect(page.locator("#upload-status")).to_contain_text("Uploaded", timeout=30000)
+    placed = models / "text_encoders" / "t5xxl" / encoder.name
+    assert placed.read_bytes() == encoder.read_bytes()
+    _safetensors.save(encoder, {"encoder.block.1.weight": np.ones((2, 2), np.float16)})
+    upload(encoder, "text_encoder", "t5xxl", overwrite=False)  # the same name: refused, kept
+    expect(page.locator("#toasts")).to_contain_text("exists", timeout=30000)
+    assert placed.read_bytes() != encoder.read_bytes()
+    upload(encoder, "text_encoder", "t5xxl", overwrite=True)
+    expect(page.locator("#upload-status")).to_contain_text("Uploaded", timeout=30000)
+    assert placed.read_bytes() == encoder.read_bytes()  # replaced
     page.get_by_role("button", name="Convert tiny to GGUF").click()
     expect(page.locator("#convert-dialog")).to_be_visible()
     page.select_option("#convert-type", "q8_0")
@@ -196,7 +225,8 @@ def test_upload_a_model_and_convert_one_to_gguf(
     assert page.locator("#convert-progress").evaluate("e => e.value") == 1
     page.click("#convert-close")
     expect(page.locator("#models-body tr", has_text="tiny-q8_0")).to_have_count(1)
-    assert not tui.errors, tui.errors
+    # the refused second upload (its response and the console's note of it), nothing else
+    assert tui.errors and all("409" in e for e in tui.errors), tui.errors
 
 
 def test_jobs_survive_a_server_restart(browser: Browser, tiny_path: Path, tmp_path: Path) -> None:  # noqa: F811

@@ -9,11 +9,13 @@ import { FINISHED, jobs, on } from "./state.js";
 let onChanged = async () => {};
 let converting = null; // {id, model}
 
-function uploadFile(file, type) {
+function uploadFile(file, type, subfolder, overwrite) {
   // XMLHttpRequest, not fetch: only it reports upload progress
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     const query = new URLSearchParams({ type, filename: file.name });
+    if (subfolder) query.set("subfolder", subfolder);
+    if (overwrite) query.set("overwrite", "true");
     xhr.open("POST", `/api/models/upload?${query}`);
     xhr.setRequestHeader("X-Sdcpp-Client", "webui");
     xhr.setRequestHeader("Content-Type", "application/octet-stream");
@@ -41,9 +43,11 @@ async function upload(e) {
   const status = $("#upload-status");
   status.textContent = `Uploading ${file.name} (${fmtBytes(file.size)})…`;
   try {
-    const entry = await uploadFile(file, type);
+    const subfolder = $("#upload-subfolder-field").hidden ? "" : $("#upload-subfolder").value;
+    const entry = await uploadFile(file, type, subfolder, $("#upload-overwrite").checked);
     status.textContent = `Uploaded: ${(entry.model && entry.model.id) || entry.id || file.name}`;
     $("#upload-form").reset();
+    showTarget();
     await onChanged();
   } catch (err) {
     status.textContent = "";
@@ -107,6 +111,29 @@ async function startConvert(e) {
   }
 }
 
+let targets = {}; // type -> {folder, subfolders, extensions} (GET /api/models/upload-targets)
+
+// the picked type's subfolders (text encoders: clip_l, t5xxl, ...) and the files it takes
+function showTarget() {
+  const target = targets[$("#upload-type").value];
+  const subs = (target && target.subfolders) || [];
+  $("#upload-subfolder").replaceChildren(h("option", { value: "" }, target ? `${target.folder}/` : "(none)"),
+    ...subs.map((s) => h("option", { value: s }, `${target.folder}/${s}/`)));
+  $("#upload-subfolder-field").hidden = subs.length === 0;
+  $("#upload-file").accept = target ? target.extensions.join(",") : "";
+}
+
+async function loadTargets() {
+  try {
+    const data = await api("/api/models/upload-targets", { quiet: true });
+    for (const t of data.targets || []) {
+      targets[t.type] = t;
+      $("#upload-type").append(h("option", { value: t.type }, `${t.type} (${t.folder}/)`));
+    }
+  } catch { /* the form stays without types; the API refuses what it cannot take anyway */ }
+  $("#upload-type").addEventListener("change", showTarget);
+}
+
 export async function initModelOps(changed) {
   onChanged = changed;
   $("#upload-form").addEventListener("submit", upload);
@@ -114,6 +141,7 @@ export async function initModelOps(changed) {
   $("#convert-close").addEventListener("click", () => { converting = null; $("#convert-dialog").close(); });
   $("#convert-dialog").addEventListener("close", () => { converting = null; });
   on("job", (job) => { if (converting && job.id === converting.id) renderConvert(job); });
+  await loadTargets();
   try {
     const q = await api("/api/models/quantizations", { quiet: true });
     for (const t of q.quantization_types || []) {

@@ -57,8 +57,5 @@ export async function initModels() {
   } catch { /* the list still works unfiltered */ }
   $("#models-type").addEventListener("change", () => renderModels().catch((e) => toast(e.message, "error")));
   $("#models-refresh").addEventListener("click", () => act("/api/models/refresh", "Model list refreshed."));
-  for (const option of [...$("#models-type").options].slice(1)) {
-    $("#upload-type").append(h("option", { value: option.value }, option.value));
-  }
   await initModelOps(async () => { await renderModels(); await loadModels(); });
 }

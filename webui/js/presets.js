@@ -1,10 +1,12 @@
 // Presets and prompt templates (seed 002's presets/, prompts/ and neg_prompts/ folders, through
 // /api/presets and /api/prompts): pick one to fill the form; save the form as a preset (admins
-// into the shared folder, users into their own: the server decides where).
+// into the shared folder, users into their own: the server decides where); delete the picked
+// one (yours; shared ones only for admins, as the API insists too).
 
 import { api } from "./api.js";
 import { $, clear, h, toast } from "./dom.js";
 import { applyValues, readForm } from "./form.js";
+import { session } from "./state.js";
 
 let presets = [];
 let templates = { prompts: [], neg_prompts: [] };
@@ -32,6 +34,7 @@ export async function loadPresets() {
   presets = p.presets || [];
   templates = { prompts: t.prompts || [], neg_prompts: t.neg_prompts || [] };
   fill($("#preset-pick"), presets, presets.length ? "Presets…" : "No presets yet");
+  showDelete();
   fill($("#prompt-template"), templates.prompts, "Prompt templates…");
   fill($("#neg-template"), templates.neg_prompts, "Negative templates…");
 }
@@ -77,6 +80,33 @@ async function savePreset() {
     await loadPresets();
     const index = presets.findIndex((p) => p.id === saved.id);
     if (index >= 0) $("#preset-pick").value = String(index);
+    showDelete();
+  } catch (err) {
+    toast(err.message, "error");
+  }
+}
+
+const picked = () => ($("#preset-pick").value === "" ? null : presets[Number($("#preset-pick").value)]);
+
+// shared presets are the admins' (everyone's without auth: then the caller is admin)
+const mayDelete = (p) => p && (p.scope === "own" || !session.authEnabled
+  || (session.user && session.user.role === "admin"));
+
+function showDelete() {
+  const preset = picked();
+  const button = $("#preset-delete");
+  button.hidden = !mayDelete(preset);
+  if (preset) button.setAttribute("aria-label", `Delete preset ${preset.name}`);
+}
+
+async function deletePreset() {
+  const preset = picked();
+  if (!preset || !confirm(`Delete the preset "${preset.name}"?`)) return;
+  try {
+    const path = preset.id.split("/").map(encodeURIComponent).join("/");
+    await api(`/api/presets/${path}`, { method: "DELETE" });
+    toast(`Deleted preset "${preset.name}".`);
+    await loadPresets();
   } catch (err) {
     toast(err.message, "error");
   }
@@ -86,7 +116,9 @@ export function initPresets() {
   $("#preset-pick").addEventListener("change", (e) => {
     const preset = presets[Number(e.target.value)];
     if (e.target.value !== "" && preset) applyPreset(preset);
+    showDelete();
   });
+  $("#preset-delete").addEventListener("click", deletePreset);
   for (const [id, kind, target] of [["#prompt-template", "prompts", "#f-prompt"],
     ["#neg-template", "neg_prompts", "#f-negative_prompt"]]) {
     $(id).addEventListener("change", (e) => {

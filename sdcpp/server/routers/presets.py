@@ -4,10 +4,13 @@ read by ``server.templates``.
 
 - ``GET /api/presets``: the shared presets (the models dir) and the caller's own, with their
   parameters; ``POST /api/presets`` saves one: admins (and everyone with ``--auth none``) into
-  the shared folder, users into their own under the data dir.
+  the shared folder, users into their own under the data dir; ``DELETE /api/presets/{id}``
+  removes one by the id the listing gives: a user their own (``own/...``), admins shared ones.
 - ``GET /api/prompts``: the prompt and negative-prompt templates, with their text.
 - ``GET /api/models/quantizations``: what ``POST /api/models/convert`` takes as
   ``quantization_type`` (``server.conversion``'s list, so a picker never offers a refused one).
+- ``GET /api/models/upload-targets``: per model type, the folder ``POST /api/models/upload``
+  writes, the ``subfolder`` values it takes and the file extensions it accepts.
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
-from ...registry.model_types import ModelType
+from ...registry.model_types import TYPE_INFO, ModelType
 from .. import conversion, templates
 from ..auth.identity import identity_of
 from ..auth.permissions import GUEST, USER
+from ..errors import ApiError
 from ..routing import Endpoint
 from .common import body
 
@@ -88,6 +92,37 @@ async def presets_save(request: Request) -> JSONResponse:
     )
 
 
+def _preset_file(root: Path, relative: str) -> Path:
+    """The preset file ``relative`` names inside ``root``, never outside it; 404 otherwise."""
+    missing = ApiError(404, "NOT_FOUND", f"no preset {relative!r}")
+    if "\x00" in relative:  # no file has that name (and os.path refuses it)
+        raise missing
+    path = (root / relative).resolve()
+    inside = path.is_relative_to(root.resolve())
+    if not inside or path.suffix.lower() not in ModelType.PRESETS.extensions or not path.is_file():
+        raise missing
+    return path
+
+
+async def presets_delete(request: Request) -> Response:
+    preset_id: str = request.path_params["preset_id"]
+    scope, _, rest = preset_id.partition("/")
+    if scope == "own":
+        own = _own_folder(request)
+        if own is None:  # anonymous callers have no folder of their own
+            raise ApiError(404, "NOT_FOUND", f"no preset {preset_id!r}")
+        root, relative = own, rest
+    elif scope in ModelType.PRESETS.folders:
+        if not identity_of(request.scope).is_admin:
+            raise ApiError(403, "INSUFFICIENT_PERMISSIONS", "only admins delete shared presets")
+        root, relative = _models_dir(request) / scope, rest
+    else:
+        raise ApiError(404, "NOT_FOUND", f"no preset {preset_id!r}")
+    path = await run_in_threadpool(_preset_file, root, relative)
+    await run_in_threadpool(path.unlink)
+    return Response(status_code=204)
+
+
 async def prompts_list(request: Request) -> JSONResponse:
     models = _models_dir(request)
 
@@ -106,9 +141,30 @@ async def quantizations(request: Request) -> JSONResponse:
     )
 
 
+async def upload_targets(request: Request) -> JSONResponse:
+    targets = [
+        {
+            "type": (t.name or t.slug).lower(),
+            "folder": info.folders[0],
+            "subfolders": list(info.subfolders),
+            "extensions": list(info.extensions),
+        }
+        for t, info in TYPE_INFO.items()
+    ]
+    return JSONResponse({"targets": targets})
+
+
 ENDPOINTS = [
     Endpoint("/api/presets", presets_list, access=GUEST),
     Endpoint("/api/presets", presets_save, ("POST",), USER, body=PresetSave, name="presets_save"),
+    Endpoint(
+        "/api/presets/{preset_id:path}",
+        presets_delete,
+        ("DELETE",),
+        USER,
+        name="presets_delete",
+    ),
     Endpoint("/api/prompts", prompts_list, access=GUEST),
     Endpoint("/api/models/quantizations", quantizations, access=GUEST),
+    Endpoint("/api/models/upload-targets", upload_targets, access=GUEST),
 ]

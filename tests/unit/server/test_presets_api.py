@@ -152,3 +152,87 @@ def test_quantization_choices_are_the_converters(client: TestClient) -> None:
     assert data["default"] in data["quantization_types"]
     # the literal path wins over /api/models/{model_id}
     assert client.get("/api/models/tiny").status_code == 200
+
+
+def test_deleting_a_shared_preset_without_auth(client: TestClient, tmp_path: Path) -> None:
+    r = client.delete("/api/presets/presets/fast.json")
+    assert r.status_code == 204, r.text
+    assert not (tmp_path / "data" / "models" / "presets" / "fast.json").exists()
+    listed = [p["id"] for p in client.get("/api/presets").json()["presets"]]
+    assert "presets/fast.json" not in listed
+    again = client.delete("/api/presets/presets/fast.json")
+    assert again.status_code == 404 and again.json()["error"]["code"] == "NOT_FOUND"
+
+
+@pytest.mark.parametrize(
+    "preset_id",
+    [
+        # dot segments encoded, so that the client does not fold them away before sending
+        "presets/%2E%2E/checkpoints/tiny.safetensors",  # outside the folder, no preset type
+        "presets/%2E%2E/%2E%2E/%2E%2E/etc/passwd",
+        "presets/%2E%2E/%2E%2E/elsewhere.json",
+        "checkpoints/tiny.safetensors",  # another model folder
+        "presets/no-such.json",
+        "own/fast.json",  # anonymous: no folder of its own
+    ],
+)
+def test_deleting_anything_but_a_preset_is_refused(client: TestClient, preset_id: str) -> None:
+    r = client.delete(f"/api/presets/{preset_id}")
+    assert r.status_code == 404, r.text
+    assert r.json()["error"]["code"] == "NOT_FOUND"
+    assert client.get("/api/models").status_code == 200
+    assert (client.app.state.registry.root / "checkpoints" / "tiny.safetensors").exists()  # type: ignore[attr-defined]
+
+
+def test_users_delete_their_own_presets_and_only_admins_shared_ones(tmp_path: Path) -> None:
+    from sdcpp.server.auth import accounts
+
+    models = _models(tmp_path)
+    settings = Settings(data_dir=tmp_path / "data", shutdown_grace=0.5, auth=("api-key",))
+    with TestClient(create_app(settings, engine=FakeEngine())) as c:
+        store = c.app.state.auth.store  # type: ignore[attr-defined]
+        headers = {}
+        for name, role in (("ann", "user"), ("ben", "user"), ("root", "admin")):
+            store.add_user(name, role=role)
+            headers[name] = {"X-API-Key": accounts.create_key(store, name, "t")[0]}
+        body = {"name": "mine", "parameters": {"steps": 3}}
+        assert c.post("/api/presets", json=body, headers=headers["ann"]).status_code == 201
+        assert c.post("/api/presets", json=body, headers=headers["ben"]).status_code == 201
+        refused = c.delete("/api/presets/presets/fast.json", headers=headers["ann"])
+        assert refused.status_code == 403
+        assert refused.json()["error"]["code"] == "INSUFFICIENT_PERMISSIONS"
+        assert (models / "presets" / "fast.json").exists()
+        assert c.delete("/api/presets/own/mine.json", headers=headers["ann"]).status_code == 204
+        ann = [p["id"] for p in c.get("/api/presets", headers=headers["ann"]).json()["presets"]]
+        ben = [p["id"] for p in c.get("/api/presets", headers=headers["ben"]).json()["presets"]]
+        assert "own/mine.json" not in ann and "own/mine.json" in ben  # ben's is untouched
+        assert c.delete("/api/presets/own/mine.json").status_code == 401
+        ok = c.delete("/api/presets/presets/fast.json", headers=headers["root"])
+        assert ok.status_code == 204 and not (models / "presets" / "fast.json").exists()
+
+
+def test_upload_targets_are_what_the_upload_route_takes(client: TestClient) -> None:
+    targets = {t["type"]: t for t in client.get("/api/models/upload-targets").json()["targets"]}
+    assert targets["lora"]["folder"] == "loras" and targets["lora"]["subfolders"] == []
+    encoders = targets["text_encoder"]
+    assert "t5xxl" in encoders["subfolders"] and ".safetensors" in encoders["extensions"]
+    body = _safetensors_bytes()
+    for sub in encoders["subfolders"]:  # each offered subfolder is one the route accepts
+        r = client.post(
+            f"/api/models/upload?type=text_encoder&filename=te-{sub}.safetensors&subfolder={sub}",
+            content=body,
+        )
+        assert r.status_code == 201, r.text
+    refused = client.post(
+        "/api/models/upload?type=lora&filename=x.safetensors&subfolder=t5xxl", content=body
+    )
+    assert refused.status_code == 400  # not offered for loras: refused too
+
+
+def _safetensors_bytes() -> bytes:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "m.safetensors"
+        _safetensors.save(path, {"w": np.zeros((2, 2), np.float16)})
+        return path.read_bytes()
