@@ -41,7 +41,6 @@ from .routing import declared_rules
 from .settings import Settings
 from .store import QueueFull
 from .store_api import open_job_store
-from .trusted_host import TrustedHostMiddleware
 from .trusted_host import CrossSiteMiddleware, TrustedHostMiddleware
 from .webui import routes as webui_routes
 from .webui import setup as webui_setup
