@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import httpx2 as httpx
 import numpy as np
 
-from . import a1111
+from . import dialect_rows
 from .baselines import build_sd_server
 from .cancel import cancels
 from .events import FINAL, JobEvents
@@ -338,7 +338,8 @@ def server_rows(bench: Bench, model: Path) -> None:
         servers.start()
         servers.warm_up()
         overhead(bench, servers)
-        a1111.txt2img_wall(bench, servers)
+        dialect_rows.txt2img_wall(bench, servers)
+        dialect_rows.openai_generate_wall(bench, servers)
         sequence(bench, servers)
         control_plane(bench, servers)
         cancels(bench, servers)  # last on this server: its RSS is measured around them
