@@ -4,14 +4,18 @@
 (``cluster_store``):
 
 - as a worker (``sdcpp serve`` by default, ``sdcpp worker``): every ``LIVE_SECONDS`` it writes
-  the running job's progress and reads back its cancel request, which it passes to the engine
-  (a cancel sent to another API process stops the job at its next step); every heartbeat it
-  renews its ``workers`` row (host, pid, models, current job).
-- as an API process (every one, ``--no-worker`` ones included): a relay thread polls
-  ``job_live`` and publishes what other processes' workers did on this process's event bus,
-  so SSE, ``/ws`` and every dialect's progress route see a job that runs elsewhere; the job
-  JSON takes its progress from the same rows. A cancel of a job running elsewhere is written
-  there for its worker.
+  the running job's progress (and its latest preview, when it changed) and reads back its
+  cancel request, which it passes to the engine; every heartbeat it renews its ``workers`` row
+  (host, pid, models, current job). A NOTIFY (``cluster_notify``) wakes it at once for a
+  queued job or a cancel request, so a cancel sent to any API process stops the job at the
+  engine's next step; the polls are the fallback while the listener is disconnected.
+- as an API process (every one, ``--no-worker`` ones included): a relay thread reads
+  ``job_live`` when notified (every ``FALLBACK_SECONDS`` anyway, every ``LIVE_SECONDS``
+  without a listener) and publishes what other processes' workers did on this process's event
+  bus, so SSE, ``/ws`` and every dialect's progress route see a job that runs elsewhere; the
+  job JSON, the dialects' progress and the preview route take its progress and preview from
+  the same rows (``live.get`` falls back to them). A cancel of a job running elsewhere is
+  written there for its worker.
 
 With ``run_jobs=False`` (``sdcpp serve --no-worker``) there is no dispatcher: the process
 only queues, reads and cancels; ``RemoteEngine`` stands in for the engine.
@@ -24,9 +28,10 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
+from .cluster_notify import Listener
 from .cluster_store import LIVE_SECONDS, ClusterStore
 from .events import EventBus
 from .job_views import job_view
@@ -35,9 +40,15 @@ from .settings import Settings
 from .store import Job
 from .store_api import JobStoreApi
 
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["ClusterJobService", "RemoteEngine", "job_service"]
+__all__ = ["ClusterJobService", "RemoteEngine", "job_service", "worker_metrics"]
+
+DEVICE = "cpu"  # this build runs the engine on the CPU backend only (GET /api/system)
+FALLBACK_SECONDS = 2.0  # the relay's poll while LISTEN works: only a lost notification waits
 
 
 class RemoteEngine:
@@ -83,12 +94,36 @@ class RemoteEngine:
 class _StoredProgress:
     """A job's progress as its worker last wrote it, in the shape ``progress_fields`` reads."""
 
-    def __init__(self, view: dict[str, Any]) -> None:
-        self._view = view
-        self.preview = None  # previews stay on the worker's host
+    def __init__(self, view: dict[str, Any], job_id: str, cluster: ClusterStore) -> None:
+        self._view, self._job_id, self._cluster = view, job_id, cluster
+
+    @property
+    def preview(self) -> bytes | None:
+        """Read when asked for (the preview route, A1111's current_image): the worker wrote it."""
+        if not self._view.get("has_preview"):
+            return None
+        return self._cluster.read_preview(self._job_id)
 
     def view(self) -> dict[str, Any]:
         return dict(self._view)
+
+
+class _LiveJobs(dict[str, Any]):
+    """``JobService.live``: this process's running jobs; ``get`` falls back to a job running on
+    another process's worker, as last written to the database, for every route that reads
+    ``live.get(job_id)`` (dialects' progress, previews)."""
+
+    def __init__(self, service: ClusterJobService) -> None:
+        super().__init__()
+        self._service = service
+
+    def get(self, job_id: str, default: Any = None) -> Any:
+        if job_id in self:
+            return self[job_id]
+        stored = self._service.remote.get(job_id)
+        if stored is None:
+            return default
+        return _StoredProgress(stored, job_id, self._service.cluster)
 
 
 class ClusterJobService(JobService):
@@ -108,6 +143,10 @@ class ClusterJobService(JobService):
         self.run_jobs = run_jobs
         self.models = models
         self.remote: dict[str, dict[str, Any]] = {}  # job id -> progress written elsewhere
+        self.live = _LiveJobs(self)
+        self._relay_wake = threading.Event()
+        self._preview_sent: tuple[str, bytes] | None = None  # (job id, the last written)
+        self.listener = Listener(cluster.url, self._on_notify)
         self._seen: dict[str, float] = {}  # job id -> updated_at of its last relayed row
         self._since = cluster.now() - 1.0
         self._halt = threading.Event()
@@ -124,6 +163,7 @@ class ClusterJobService(JobService):
         if self.run_jobs:
             self._beat()
             super().start()
+        self.listener.start()
         for thread in self._threads:
             thread.start()
 
@@ -131,6 +171,8 @@ class ClusterJobService(JobService):
         if self.run_jobs:
             super().stop(grace)
         self._halt.set()
+        self._relay_wake.set()
+        self.listener.stop()
         for thread in self._threads:
             thread.join(timeout=5)
         if self.run_jobs:
@@ -173,7 +215,18 @@ class ClusterJobService(JobService):
         stored = self.remote.get(job.id)
         if stored is None or job.id in self.live or job.status != "processing":
             return super().view(job)
-        return job_view(job, None, _StoredProgress(stored), self.output_url)  # type: ignore[arg-type]
+        progress = _StoredProgress(stored, job.id, self.cluster)
+        return job_view(job, None, progress, self.output_url)  # type: ignore[arg-type]
+
+    def _on_notify(self, kind: str, job_id: str) -> None:
+        """The listener's thread: wake whoever the notification concerns."""
+        if kind == "queued" and self.run_jobs:
+            self._wake.set()  # the dispatcher claims now, not at its next poll
+        elif kind == "cancel" and self.run_jobs and job_id == self.current:
+            logger.info("job %s: cancel requested through the database", job_id)
+            self._runner(self.current_kind).cancel(job_id)  # the engine stops at its next step
+        elif kind in ("live", "cancel") and self._relays:
+            self._relay_wake.set()
 
     # -- worker side --------------------------------------------------------------------------
     def _run(self, job: Job) -> Job | None:
@@ -210,10 +263,15 @@ class ClusterJobService(JobService):
         live = self.live.get(job_id) if job_id is not None else None
         if job_id is None or live is None:
             return
-        view = {**live.view(), "has_preview": live.preview is not None}
+        preview = live.preview
+        view = {**live.view(), "has_preview": preview is not None}
         if self.cluster.report(job_id, self.worker_id, view) and self.current == job_id:
             logger.info("job %s: cancel requested through the database", job_id)
             self._runner(kind).cancel(job_id)
+        sent = self._preview_sent
+        if preview is not None and (sent is None or sent[0] != job_id or sent[1] is not preview):
+            self.cluster.preview(job_id, self.worker_id, preview)  # only when it changed
+            self._preview_sent = (job_id, preview)
 
     def _beat(self) -> None:
         self.cluster.beat(
@@ -224,11 +282,15 @@ class ClusterJobService(JobService):
             loaded=self.loaded_models,
             state="busy" if self.current else str(self.engine.state),
             current_job=self.current,
+            device=DEVICE,
         )
 
     # -- API side -----------------------------------------------------------------------------
     def _relay_loop(self) -> None:
-        while not self._halt.wait(LIVE_SECONDS):
+        while not self._halt.is_set():
+            every = FALLBACK_SECONDS if self.listener.connected.is_set() else LIVE_SECONDS
+            self._relay_wake.wait(every)
+            self._relay_wake.clear()
             try:
                 self._relay()
             except Exception:
@@ -281,3 +343,26 @@ def job_service(
         run_jobs=settings.run_worker,
         models=settings.worker_models,
     )
+
+
+def worker_metrics(workers: list[dict[str, Any]]) -> Iterator[Metric]:
+    """``/metrics`` of every worker on the database (``workers()``'s rows): one info series
+    each (host, device, models, loaded models, current job, state) and its heartbeat's age."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    labels = ("worker", "host", "pid", "device", "state", "models", "loaded", "current_job")
+    info = GaugeMetricFamily("sdcpp_cluster_worker", "A worker on the shared queue", labels=labels)
+    age = GaugeMetricFamily(
+        "sdcpp_cluster_worker_heartbeat_age_seconds",
+        "Seconds since the worker's last heartbeat (over the lease: lost)",
+        labels=("worker", "host"),
+    )
+    for w in workers:
+        info.add_metric(
+            (w["id"], w["host"], str(w["pid"]), w["device"], w["state"],
+             ",".join(w["models"]), ",".join(w["loaded_models"]), w["current_job"] or ""),
+            1,
+        )  # fmt: skip
+        age.add_metric((w["id"], w["host"]), float(w["heartbeat_age_s"]))
+    yield info
+    yield age

@@ -9,6 +9,8 @@ without touching them and the SQLite store never has them (one process there kno
   to any API process reaches the worker within that interval (the engine then stops at its
   next step). ``ended`` marks the job's end for the API processes' relays; ended rows are
   dropped after ``KEEP_ENDED`` seconds.
+  ``preview`` holds the job's latest preview image. Each change is announced by NOTIFY
+  (``cluster_notify``), the polls stay as the fallback.
 - ``workers``: one row per live worker process, renewed with its heartbeat; a row whose
   heartbeat is older than the lease is shown as lost and dropped after ``KEEP_LOST``.
 
@@ -21,6 +23,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .cluster_notify import TRIGGERS
 from .pgstore import PgStore
 
 __all__ = ["LIVE_SECONDS", "ClusterStore", "LiveRow", "WorkerRow"]
@@ -39,6 +42,8 @@ _SCHEMA = (
         updated_at       DOUBLE PRECISION NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS job_live_updated ON job_live (updated_at)",
+    # the latest preview image of a running job, so any API process serves it (added later)
+    "ALTER TABLE job_live ADD COLUMN IF NOT EXISTS preview BYTEA",
     """CREATE TABLE IF NOT EXISTS workers (
         id           TEXT PRIMARY KEY,
         host         TEXT NOT NULL,
@@ -50,6 +55,7 @@ _SCHEMA = (
         started_at   DOUBLE PRECISION NOT NULL,
         heartbeat_at DOUBLE PRECISION NOT NULL
     )""",
+    "ALTER TABLE workers ADD COLUMN IF NOT EXISTS device TEXT NOT NULL DEFAULT 'cpu'",
 )
 
 
@@ -73,6 +79,7 @@ class WorkerRow:
     current_job: str | None
     started_at: float
     heartbeat_at: float
+    device: str = "cpu"
 
     def to_dict(self, now: float, lease_seconds: float) -> dict[str, Any]:
         lost = now - self.heartbeat_at > lease_seconds
@@ -80,12 +87,14 @@ class WorkerRow:
             "id": self.id,
             "host": self.host,
             "pid": self.pid,
+            "device": self.device,
             "models": self.models,
             "loaded_models": self.loaded,
             "state": "lost" if lost else self.state,
             "current_job": self.current_job,
             "started_at": self.started_at,
             "last_heartbeat": self.heartbeat_at,
+            "heartbeat_age_s": round(max(0.0, now - self.heartbeat_at), 3),
         }
 
 
@@ -98,7 +107,7 @@ class ClusterStore(PgStore):
     def _migrate(self) -> None:
         with self._write() as cur:
             self._serialize(cur)
-            for statement in _SCHEMA:
+            for statement in (*_SCHEMA, *TRIGGERS):
                 cur.execute(statement)
 
     def now(self) -> float:
@@ -118,11 +127,23 @@ class ClusterStore(PgStore):
             ).fetchone()
         return bool(row[0])
 
+    def preview(self, job_id: str, worker_id: str, png: bytes) -> None:
+        """The running job's latest preview image (the worker writes one when it changes)."""
+        with self._write() as cur:
+            cur.execute(
+                "UPDATE job_live SET preview = ? WHERE job_id = ? AND worker_id = ?",
+                (png, job_id, worker_id),
+            )
+
+    def read_preview(self, job_id: str) -> bytes | None:
+        rows = self._read("SELECT preview FROM job_live WHERE job_id = ?", (job_id,))
+        return bytes(rows[0][0]) if rows and rows[0][0] is not None else None
+
     def ended(self, job_id: str, worker_id: str) -> None:
         """The job left ``worker_id`` (finished, re-queued or its lease lost)."""
         with self._write() as cur:
             cur.execute(
-                "UPDATE job_live SET ended = TRUE, updated_at = ? WHERE job_id = ? "
+                "UPDATE job_live SET ended = TRUE, preview = NULL, updated_at = ? WHERE job_id = ? "
                 "AND worker_id = ?",
                 (self._clock(), job_id, worker_id),
             )
@@ -158,18 +179,19 @@ class ClusterStore(PgStore):
         loaded: list[str],
         state: str,
         current_job: str | None,
+        device: str = "cpu",
     ) -> None:
         """Register or renew a worker; also drops what has been stale for long."""
         now = self._clock()
         with self._write() as cur:
             cur.execute(
                 "INSERT INTO workers (id, host, pid, models, loaded, state, current_job, "
-                "started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "started_at, heartbeat_at, device) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET loaded = EXCLUDED.loaded, "
                 "state = EXCLUDED.state, current_job = EXCLUDED.current_job, "
                 "heartbeat_at = EXCLUDED.heartbeat_at",
                 (worker_id, host, pid, json.dumps(models), json.dumps(loaded), state,
-                 current_job, now, now),
+                 current_job, now, now, device),
             )  # fmt: skip
             cur.execute("DELETE FROM workers WHERE heartbeat_at < ?", (now - KEEP_LOST,))
             cur.execute("DELETE FROM job_live WHERE ended AND updated_at < ?", (now - KEEP_ENDED,))
@@ -181,10 +203,10 @@ class ClusterStore(PgStore):
 
     def workers(self) -> list[WorkerRow]:
         rows = self._read(
-            "SELECT id, host, pid, models, loaded, state, current_job, started_at, heartbeat_at "
-            "FROM workers ORDER BY started_at, id"
+            "SELECT id, host, pid, models, loaded, state, current_job, started_at, heartbeat_at, "
+            "device FROM workers ORDER BY started_at, id"
         )
         return [
-            WorkerRow(i, h, int(p), json.loads(m), json.loads(lo), s, c, float(st), float(hb))
-            for i, h, p, m, lo, s, c, st, hb in rows
+            WorkerRow(i, h, int(p), json.loads(m), json.loads(lo), s, c, float(st), float(hb), d)
+            for i, h, p, m, lo, s, c, st, hb, d in rows
         ]

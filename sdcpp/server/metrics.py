@@ -222,6 +222,10 @@ class _Live:
         yield GaugeMetricFamily(
             "sdcpp_uptime_seconds", "Seconds since start", value=time.time() - state.started
         )
+        if (workers := getattr(jobs, "workers", None)) is not None:  # a PostgreSQL queue
+            from .cluster import worker_metrics
+
+            yield from worker_metrics(workers())
 
 
 async def metrics(request: Request) -> Response:

@@ -163,3 +163,40 @@ def test_cache_psnr_and_candidates() -> None:
     assert any(x.startswith("preset balanced") for x in labels)
     assert {"mode ucache (engine defaults)", "mode spectrum (engine defaults)"} <= set(labels)
     assert [label for label, _ in cache.candidates("unknown-arch")] == ["off"]
+
+
+# -- the arithmetic of the scale-out rows (bench/scaleout.py, #19): no timing ---------------------
+
+
+def test_scaleout_throughput_counts_jobs_over_first_queued_to_last_ended() -> None:
+    from bench import scaleout
+
+    jobs = [
+        {"queued_time": 100.0, "start_time": 100.1, "end_time": 101.0},
+        {"queued_time": 100.5, "start_time": 101.0, "end_time": 104.0},
+    ]
+    assert scaleout.throughput(jobs) == 2 / 4.0
+    assert abs(scaleout.dispatch_ms(jobs[0]) - 100.0) < 1e-6
+    with pytest.raises(ValueError, match="no jobs"):
+        scaleout.throughput([])
+    with pytest.raises(ValueError, match="ended before"):
+        scaleout.throughput([{"queued_time": 5.0, "end_time": 5.0}])
+
+
+def test_scaleout_throughput_row_holds_the_split_goal() -> None:
+    from bench import scaleout
+
+    even = scaleout.throughput_row("tiny", [0.50, 0.52], [0.50, 0.49], threads=2)
+    assert even.ratio == f"{0.495 / 0.51:.2f}x" and even.verdict == "PASS"
+    assert "2 workers x 1 threads vs 1 worker x 2" in even.what and even.goal == ">= 0.90x"
+    assert even.ours.endswith("jobs/s (±0.005, n=2)")  # the 2-worker figure is ours
+    assert scaleout.throughput_row("tiny", [1.0], [0.8], threads=2).verdict == "MISS"
+
+
+def test_scaleout_dispatch_row_passes_only_without_a_poll_wait() -> None:
+    from bench import scaleout
+
+    fast = scaleout.dispatch_row("tiny", [12.0, 14.0, 13.0], [2.0, 3.0, 2.5])
+    assert fast.verdict == "PASS" and fast.ratio == "+10.5 ms" and fast.goal.startswith("<= 100")
+    polled = scaleout.dispatch_row("tiny", [480.0, 520.0], [2.0])  # a 1 s poll, on average
+    assert polled.verdict == "MISS" and polled.ratio == "+498.0 ms"

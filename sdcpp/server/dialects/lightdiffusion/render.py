@@ -115,5 +115,7 @@ async def telemetry(
             "unknown_fields": dict(counts["unknown"]),
             "batch_jobs": batcher.jobs[-20:],
             "signature_fields": list(SIGNATURE_FIELDS),
+            # a PostgreSQL queue: every worker on it (host, device, models, current job, ...)
+            **({"workers": w()} if (w := getattr(state.jobs, "workers", None)) else {}),
         },
     }
