@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .job_record import job_params
+from .job_record import row_params
 
 JobStatus = Literal["queued", "processing", "completed", "failed", "cancelled"]
 STATUSES: tuple[str, ...] = ("queued", "processing", "completed", "failed", "cancelled")
@@ -139,7 +139,7 @@ class Job:
         (id_, kind, status, params, owner, created, started, finished, attempts, crashes, error,
          outputs, result, lease_owner, lease_expires, seq, *lease) = row  # fmt: skip
         return cls(
-            id_, kind, status, job_params(json.loads(params)), owner, created, started, finished,
+            id_, kind, status, row_params(id_, params), owner, created, started, finished,
             attempts, crashes, error, json.loads(outputs), json.loads(result),
             lease_owner, lease_expires, seq, *lease,
         )  # fmt: skip

@@ -167,3 +167,17 @@ def test_the_store_reads_records_and_legacy_rows_alike(tmp_path: Path) -> None:
         old = store.create("upscale", {"image_path": "/in/b.png", "prompt": ""})
         assert store.get(new.id).params["image_path"] == "/in/a.png"  # type: ignore[union-attr]
         assert store.get(old.id).params == {"image_path": "/in/b.png", "prompt": ""}  # type: ignore[union-attr]
+
+
+def test_row_params_decode_once_per_row_and_text() -> None:
+    """Queue listings decode every queued row on each poll: the derived params are cached per
+    (row id, params text), and a changed text (or another row) is decoded afresh."""
+    from sdcpp.server.job_record import row_params
+
+    text = json.dumps(record(ImageSpec(prompt="a cat", steps=4), {"model": "/m/a.gguf"}))
+    first = row_params("r1", text)
+    assert first == job_params(json.loads(text)) and first["steps"] == 4
+    assert row_params("r1", text) is first  # the cached decode
+    assert row_params("r2", text) is not first  # another row: its own dict
+    changed = text.replace('"steps": 4', '"steps": 5')
+    assert changed != text and row_params("r1", changed)["steps"] == 5

@@ -12,7 +12,7 @@ from test_detect import CASES, wan
 from test_plan import put, umt5, wan_vae
 
 from sdcpp import InvalidArgument, ModelLoadError, UnsupportedError
-from sdcpp.server.worker import process, protocol, video
+from sdcpp.server.worker import process, protocol, runs, video
 from sdcpp.stable_diffusion import Progress
 
 
@@ -160,7 +160,7 @@ class FakeVideoModel:
 
 @pytest.fixture
 def worker(monkeypatch: pytest.MonkeyPatch) -> tuple[process.Worker, FakeConn]:
-    monkeypatch.setattr(process, "StableDiffusion", FakeVideoModel)
+    monkeypatch.setattr(runs, "StableDiffusion", FakeVideoModel)
     monkeypatch.setattr(FakeVideoModel, "loads", [])
     monkeypatch.setattr(FakeVideoModel, "unsupported", False)
     conn = FakeConn()
