@@ -1,4 +1,4 @@
-"""Each route declared once: ``Endpoint(path, handler, methods, access, body)``.
+"""Each route declared once: ``Endpoint(path, handler, methods, access, body, name, guard)``.
 
 A router (native resource module or dialect package ``sdcpp/server/dialects/<name>/``) exports
 
@@ -42,6 +42,8 @@ class Endpoint:
     body: type[BaseModel] | None = None
     name: str | None = None
     websocket: bool = False
+    # the guard class: a dialect's own answers its refusals in the dialect's envelope
+    guard: type[Guard] = Guard
 
 
 def starlette_routes(endpoints: Iterable[Endpoint]) -> list[BaseRoute]:
@@ -53,7 +55,7 @@ def starlette_routes(endpoints: Iterable[Endpoint]) -> list[BaseRoute]:
             route = WebSocketRoute(ep.path, ep.handler, name=ep.name)
         else:
             route = Route(ep.path, ep.handler, methods=list(ep.methods), name=ep.name)
-        route.app = Guard(route.app, ep.path, rules={m: ep.access for m in ep.methods})
+        route.app = ep.guard(route.app, ep.path, rules={m: ep.access for m in ep.methods})
         routes.append(route)
     return routes
 

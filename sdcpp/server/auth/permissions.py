@@ -1,5 +1,5 @@
 """Who may call what: every route's access level, declared once — with the route itself
-(``routing.Endpoint``: the native routes) or, for routes not yet declared that way, in ``RULES``.
+(``routing.Endpoint``: most routes) or, for the few not declared that way, in ``RULES``.
 
     public  anyone, whatever ``--auth`` says (seed 004 "Public Endpoints")
     guest   anyone under ``--auth optional``, otherwise a signed-in user
@@ -58,26 +58,12 @@ METRICS = Rule(Access.LOOPBACK, setting="metrics_access")
 OWNED = Rule(Access.USER, owned=True)
 CAPABILITY = Rule(Access.PUBLIC, owned=True)
 
-_A1111_ROUTES = (
-    "txt2img", "img2img", "options", "progress", "interrupt", "skip", "sd-models", "sd-vae",
-    "loras", "upscalers", "embeddings", "samplers", "schedulers", "latent-upscale-modes",
-    "scripts", "refresh-checkpoints", "refresh-loras", "memory", "cmd-flags", "png-info",
-    "extra-single-image", "extra-batch-images",
-)  # fmt: skip
-# route path (as written in the router) -> rule, or {METHOD: rule} where methods differ
+# route path (as written in the router) -> rule, or {METHOD: rule} where methods differ: the
+# routes not declared as ``routing.Endpoint``. The rest (native /api routes, auth, and the
+# OpenAI, A1111, seed 000 and seed 001 dialects) declare their level with the route itself.
 RULES: dict[str, Rule | dict[str, Rule]] = {
-    # system
+    # system; /health also serves seed 000 (dialects/lightdiffusion)
     "/api/health": PUBLIC,
-    # seed 001 (dialects/diffusionapi)
-    "/hello": PUBLIC,
-    "/models": USER,
-    "/loras": USER,
-    "/upscalers": USER,
-    "/txt2img": USER,
-    "/queue/{job_id:str}": OWNED,
-    # seed 000 (dialects/lightdiffusion); /health is the system router's
-    "/api/telemetry": USER,  # counts for all; prompt previews only of the caller's own requests
-    "/api/generate": USER,
     "/health": PUBLIC,
     "/api/status": PUBLIC,
     "/readyz": PUBLIC,
@@ -89,32 +75,6 @@ RULES: dict[str, Rule | dict[str, Rule]] = {
     "/api/config": USER,
     "/api/system": USER,
     "/api/system/restart": ADMIN,
-    # auth
-    "/api/auth/login": PUBLIC,
-    "/api/v1/auth/login": PUBLIC,
-    "/api/auth/logout": USER,
-    "/api/v1/auth/logout": USER,
-    "/api/auth/validate": USER,
-    "/api/auth/refresh": USER,
-    "/api/v1/auth/refresh": USER,
-    "/api/auth/me": USER,
-    "/api/v1/auth/profile": USER,
-    "/api/users": ADMIN,
-    "/api/users/{username:str}": ADMIN,
-    "/api/keys": USER,  # users manage their own keys; admins anyone's
-    "/api/keys/{key_id:str}": OWNED,
-    # the native routes (generation, queue, events, catalog, models, images) declare their
-    # levels with the route itself: ``ENDPOINTS`` of routers/native.py, models.py, images.py
-    # OpenAI Images dialect (dialects/openai)
-    "/v1/images/generations": USER,
-    "/v1/images/edits": USER,
-    "/v1/images/variations": USER,
-    "/v1/models": GUEST,
-    "/v1/models/{model_id:path}": GUEST,
-    "/v1/{rest:path}": PUBLIC,  # OPTIONS preflights
-    # AUTOMATIC1111 dialect (dialects/a1111): /options and the lists are per user, loads
-    # included (a job naming a model loads it too); the refreshes only rescan the models dir
-    **{f"/sdapi/v1/{name}": USER for name in _A1111_ROUTES},
     # the web UI's static files (server/webui.py): the page signs in through /api/auth
     "/": PUBLIC,
     "/ui": PUBLIC,

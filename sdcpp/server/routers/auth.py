@@ -1,7 +1,7 @@
 """Auth endpoints (seed 004 "Authentication", seed 002's ``/api/v1/auth`` aliases), and the
 admin endpoints for users and API keys: HTTP only — parse, call the auth service, format.
 
-Access levels are declared in ``auth/permissions.py`` like every other route's.
+Each route is declared once, with its access level, in ``ENDPOINTS``.
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from ..auth import accounts, session
 from ..auth.identity import Identity, identity_of
 from ..auth.pam_backend import PamBusy
 from ..auth.passwords import check_password
+from ..auth.permissions import ADMIN, OWNED, PUBLIC, USER
 from ..auth.service import AuthFailure, AuthService, Locked
 from ..auth.store import AuthQueries, UnknownUser
 from ..auth.store import UserExists as DuplicateUser
@@ -34,6 +35,7 @@ from ..exceptions import (
     UserExists,
     UserNotFound,
 )
+from ..routing import Endpoint, bodies, starlette_routes
 from ..schemas.auth import KeyCreate, LoginRequest, UserCreate, UserUpdate
 from .common import body
 
@@ -259,31 +261,27 @@ async def key_revoke(request: Request) -> JSONResponse:
     return JSONResponse({"message": "API key revoked", "id": record.id})
 
 
-# (method, route path) -> request body model, for the OpenAPI document
-BODIES: dict[tuple[str, str], type[BaseModel]] = {
-    ("POST", "/api/auth/login"): LoginRequest,
-    ("POST", "/api/v1/auth/login"): LoginRequest,
-    ("POST", "/api/users"): UserCreate,
-    ("PATCH", "/api/users/{username:str}"): UserUpdate,
-    ("POST", "/api/keys"): KeyCreate,
-}
+ENDPOINTS: list[Endpoint] = [
+    Endpoint("/api/auth/login", login, ("POST",), PUBLIC, LoginRequest),
+    Endpoint("/api/v1/auth/login", login, ("POST",), PUBLIC, LoginRequest, "login_v1"),
+    Endpoint("/api/auth/logout", logout, ("POST",), USER),
+    Endpoint("/api/v1/auth/logout", logout, ("POST",), USER, name="logout_v1"),
+    Endpoint("/api/auth/validate", validate_token, access=USER),
+    Endpoint("/api/auth/refresh", refresh, ("POST",), USER),
+    Endpoint("/api/v1/auth/refresh", refresh, ("POST",), USER, name="refresh_v1"),
+    Endpoint("/api/auth/me", me, access=USER),
+    Endpoint("/api/v1/auth/profile", me, access=USER, name="profile_v1"),
+    Endpoint("/api/users", users_list, access=ADMIN),
+    Endpoint("/api/users", users_create, ("POST",), ADMIN, UserCreate, "users_create"),
+    Endpoint("/api/users/{username:str}", user_detail, ("GET", "DELETE"), ADMIN),
+    Endpoint("/api/users/{username:str}", user_detail, ("PATCH",), ADMIN, UserUpdate),
+    # users manage their own keys; admins anyone's
+    Endpoint("/api/keys", keys_list, access=USER),
+    Endpoint("/api/keys", keys_create, ("POST",), USER, KeyCreate, "keys_create"),
+    Endpoint("/api/keys/{key_id:str}", key_revoke, ("DELETE",), OWNED),
+]
+BODIES: dict[tuple[str, str], type[BaseModel]] = bodies(ENDPOINTS)
 
 
 def routes() -> list[BaseRoute]:
-    return [
-        Route("/api/auth/login", login, methods=["POST"]),
-        Route("/api/v1/auth/login", login, methods=["POST"], name="login_v1"),
-        Route("/api/auth/logout", logout, methods=["POST"]),
-        Route("/api/v1/auth/logout", logout, methods=["POST"], name="logout_v1"),
-        Route("/api/auth/validate", validate_token),
-        Route("/api/auth/refresh", refresh, methods=["POST"]),
-        Route("/api/v1/auth/refresh", refresh, methods=["POST"], name="refresh_v1"),
-        Route("/api/auth/me", me),
-        Route("/api/v1/auth/profile", me, name="profile_v1"),
-        Route("/api/users", users_list),
-        Route("/api/users", users_create, methods=["POST"], name="users_create"),
-        Route("/api/users/{username:str}", user_detail, methods=["GET", "PATCH", "DELETE"]),
-        Route("/api/keys", keys_list),
-        Route("/api/keys", keys_create, methods=["POST"], name="keys_create"),
-        Route("/api/keys/{key_id:str}", key_revoke, methods=["DELETE"]),
-    ]
+    return starlette_routes(ENDPOINTS)

@@ -28,7 +28,7 @@ from ...registry.model_types import TYPE_INFO, ModelType
 from .. import conversion, templates
 from ..auth.identity import identity_of
 from ..auth.permissions import GUEST, USER
-from ..errors import ApiError
+from ..exceptions import Forbidden, NotFound
 from ..routing import Endpoint
 from .common import body
 
@@ -94,7 +94,7 @@ async def presets_save(request: Request) -> JSONResponse:
 
 def _preset_file(root: Path, relative: str) -> Path:
     """The preset file ``relative`` names inside ``root``, never outside it; 404 otherwise."""
-    missing = ApiError(404, "NOT_FOUND", f"no preset {relative!r}")
+    missing = NotFound(f"no preset {relative!r}")
     if "\x00" in relative:  # no file has that name (and os.path refuses it)
         raise missing
     path = (root / relative).resolve()
@@ -110,14 +110,14 @@ async def presets_delete(request: Request) -> Response:
     if scope == "own":
         own = _own_folder(request)
         if own is None:  # anonymous callers have no folder of their own
-            raise ApiError(404, "NOT_FOUND", f"no preset {preset_id!r}")
+            raise NotFound(f"no preset {preset_id!r}")
         root, relative = own, rest
     elif scope in ModelType.PRESETS.folders:
         if not identity_of(request.scope).is_admin:
-            raise ApiError(403, "INSUFFICIENT_PERMISSIONS", "only admins delete shared presets")
+            raise Forbidden("only admins delete shared presets")
         root, relative = _models_dir(request) / scope, rest
     else:
-        raise ApiError(404, "NOT_FOUND", f"no preset {preset_id!r}")
+        raise NotFound(f"no preset {preset_id!r}")
     path = await run_in_threadpool(_preset_file, root, relative)
     await run_in_threadpool(path.unlink)
     return Response(status_code=204)

@@ -19,13 +19,15 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from .... import __version__
 from ...auth.identity import identity_of
+from ...auth.permissions import USER
 from ...errors import load_failed
 from ...exceptions import BadRequest
 from ...imaging import decode_image
+from ...routing import Endpoint, bodies, starlette_routes
 from ...spec_params import load_params
 from .. import Handler, enveloped
 from . import catalog, extras, generate, options, render, samplers
@@ -266,58 +268,44 @@ async def extra_batch_images(request: Request) -> Response:
     return JSONResponse({"html_info": "", "images": out})
 
 
-ROUTES: list[tuple[str, Handler, str]] = [
-    ("/txt2img", txt2img, "POST"),
-    ("/img2img", img2img, "POST"),
-    ("/options", get_options, "GET"),
-    ("/options", set_options, "POST"),
-    ("/progress", progress, "GET"),
-    ("/interrupt", interrupt, "POST"),
-    ("/skip", skip, "POST"),
-    ("/sd-models", sd_models, "GET"),
-    ("/sd-vae", _lister(catalog.vaes), "GET"),
-    ("/loras", _lister(catalog.loras), "GET"),
-    ("/upscalers", _lister(catalog.upscalers), "GET"),
-    ("/embeddings", _lister(catalog.embeddings), "GET"),
-    ("/samplers", _constant(samplers.sampler_list), "GET"),
-    ("/schedulers", _constant(samplers.scheduler_list), "GET"),
-    ("/latent-upscale-modes", _constant(_latent_modes), "GET"),
-    ("/scripts", _constant(_scripts), "GET"),
-    ("/refresh-checkpoints", refresh, "POST"),
-    ("/refresh-loras", refresh, "POST"),
-    ("/memory", memory, "GET"),
-    ("/cmd-flags", cmd_flags, "GET"),
-    ("/png-info", png_info, "POST"),
-    ("/extra-single-image", extra_single_image, "POST"),
-    ("/extra-batch-images", extra_batch_images, "POST"),
+def _endpoint(
+    path: str, handler: Handler, method: str = "GET", body: type[BaseModel] | None = None
+) -> Endpoint:
+    """One A1111 route: every signed-in user may call it (``/options`` and the lists are per
+    user; the refreshes only rescan the models dir), its failures and refusals in A1111's
+    envelope."""
+    name = "a1111_" + path.strip("/").replace("-", "_")
+    wrapped = a1111_errors(handler)
+    return Endpoint(PREFIX + path, wrapped, (method,), USER, body, name, guard=render.A1111Guard)
+
+
+ENDPOINTS: list[Endpoint] = [
+    _endpoint("/txt2img", txt2img, "POST", Txt2ImgRequest),
+    _endpoint("/img2img", img2img, "POST", Img2ImgRequest),
+    _endpoint("/options", get_options),
+    _endpoint("/options", set_options, "POST"),
+    _endpoint("/progress", progress),
+    _endpoint("/interrupt", interrupt, "POST"),
+    _endpoint("/skip", skip, "POST"),
+    _endpoint("/sd-models", sd_models),
+    _endpoint("/sd-vae", _lister(catalog.vaes)),
+    _endpoint("/loras", _lister(catalog.loras)),
+    _endpoint("/upscalers", _lister(catalog.upscalers)),
+    _endpoint("/embeddings", _lister(catalog.embeddings)),
+    _endpoint("/samplers", _constant(samplers.sampler_list)),
+    _endpoint("/schedulers", _constant(samplers.scheduler_list)),
+    _endpoint("/latent-upscale-modes", _constant(_latent_modes)),
+    _endpoint("/scripts", _constant(_scripts)),
+    _endpoint("/refresh-checkpoints", refresh, "POST"),
+    _endpoint("/refresh-loras", refresh, "POST"),
+    _endpoint("/memory", memory),
+    _endpoint("/cmd-flags", cmd_flags),
+    _endpoint("/png-info", png_info, "POST", PNGInfoRequest),
+    _endpoint("/extra-single-image", extra_single_image, "POST", ExtrasSingleImageRequest),
+    _endpoint("/extra-batch-images", extra_batch_images, "POST", ExtrasBatchImagesRequest),
 ]
-
-
-def _dispatch(handlers: dict[str, Handler]) -> Handler:
-    async def handler(request: Request) -> Response:
-        return await handlers[request.method](request)
-
-    return handler
+BODIES: dict[tuple[str, str], type[BaseModel]] = bodies(ENDPOINTS)
 
 
 def routes() -> list[BaseRoute]:
-    """One Starlette route per path (GET and POST /options share one)."""
-    by_path: dict[str, dict[str, Handler]] = {}
-    for path, handler, method in ROUTES:
-        by_path.setdefault(path, {})[method] = a1111_errors(handler)
-    routes: list[BaseRoute] = []
-    for path, handlers in by_path.items():
-        route = Route(PREFIX + path, _dispatch(handlers), methods=list(handlers))
-        route.app = render.A1111Guard(route.app, route.path)  # guard_routes leaves it be
-        routes.append(route)
-    return routes
-
-
-# (method, route path) -> JSON request body, for the OpenAPI document
-BODIES: dict[tuple[str, str], type[BaseModel]] = {
-    ("POST", PREFIX + "/txt2img"): Txt2ImgRequest,
-    ("POST", PREFIX + "/img2img"): Img2ImgRequest,
-    ("POST", PREFIX + "/extra-single-image"): ExtrasSingleImageRequest,
-    ("POST", PREFIX + "/extra-batch-images"): ExtrasBatchImagesRequest,
-    ("POST", PREFIX + "/png-info"): PNGInfoRequest,
-}
+    return starlette_routes(ENDPOINTS)

@@ -6,39 +6,32 @@ import asyncio
 import contextlib
 import functools
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from ....registry import ModelType
 from ...auth.identity import identity_of
+from ...auth.permissions import OWNED, PUBLIC, USER
 from ...exceptions import BadRequest, JobNotFound
 from ...jobs import FINISHED
+from ...routing import Endpoint, bodies, starlette_routes
+from .. import enveloped
 from . import render
 from .schemas import Txt2ImgRequest
 from .submit import submit, submit_refiner
 
 _IMAGE_TYPES = ModelType.CHECKPOINT | ModelType.DIFFUSION_MODEL
 _UPSCALERS = ModelType.ESRGAN | ModelType.UPSCALER
-Handler = Callable[[Request], Awaitable[Response]]
 _TASKS: set[asyncio.Task[None]] = set()  # refiner chains in flight (kept from the GC)
 
 
-def _seed_errors(handler: Handler) -> Handler:
-    """Every failure in seed 001's envelope, whatever raised it."""
-
-    async def wrapped(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except Exception as exc:
-            return render.error(exc)
-
-    return wrapped
+# every failure in the seed's envelope, whatever raised it
+_seed_errors = enveloped(render.error)
 
 
 def _family(architecture: str) -> str:
@@ -188,16 +181,16 @@ async def queue(request: Request) -> Response:
     return JSONResponse(body)
 
 
+ENDPOINTS: list[Endpoint] = [
+    Endpoint("/hello", _seed_errors(hello), access=PUBLIC),
+    Endpoint("/models", _seed_errors(models), access=USER),
+    Endpoint("/loras", _seed_errors(loras), access=USER),
+    Endpoint("/upscalers", _seed_errors(upscalers), access=USER),
+    Endpoint("/txt2img", _seed_errors(txt2img), ("POST",), USER, Txt2ImgRequest),
+    Endpoint("/queue/{job_id:str}", _seed_errors(queue), access=OWNED),
+]
+BODIES: dict[tuple[str, str], type[BaseModel]] = bodies(ENDPOINTS)
+
+
 def routes() -> list[BaseRoute]:
-    return [
-        Route("/hello", _seed_errors(hello)),
-        Route("/models", _seed_errors(models)),
-        Route("/loras", _seed_errors(loras)),
-        Route("/upscalers", _seed_errors(upscalers)),
-        Route("/txt2img", _seed_errors(txt2img), methods=["POST"]),
-        Route("/queue/{job_id:str}", _seed_errors(queue)),
-    ]
-
-
-# (method, route path) -> JSON request body, for the OpenAPI document
-BODIES: dict[tuple[str, str], type[BaseModel]] = {("POST", "/txt2img"): Txt2ImgRequest}
+    return starlette_routes(ENDPOINTS)

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,29 +18,25 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from ....jobspec import ImageSpec
 from ...auth.identity import identity_of
+from ...auth.permissions import USER
 from ...exceptions import BadRequest
 from ...jobs import FINISHED
+from ...routing import Endpoint, bodies, starlette_routes
+from .. import enveloped
 from . import render
 from .batcher import Batcher, BatchSettings, Pending
 from .schemas import GenerateRequest, signature
 
-Handler = Callable[[Request], Awaitable[Response]]
 LOGGER = "sdcpp.server.dialects.lightdiffusion"
 _FILE_HANDLERS: dict[str, logging.Handler] = {}
 
 
-def _seed_errors(handler: Handler) -> Handler:
-    async def wrapped(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except Exception as exc:
-            return render.error(exc)
-
-    return wrapped
+# every failure in the seed's envelope, whatever raised it
+_seed_errors = enveloped(render.error)
 
 
 def _log_to_file(data_dir: Path, level: str) -> None:
@@ -149,12 +144,13 @@ async def telemetry(request: Request) -> Response:
     return JSONResponse(body)
 
 
+ENDPOINTS: list[Endpoint] = [
+    # counts for all; prompt previews only of the caller's own requests
+    Endpoint("/api/telemetry", _seed_errors(telemetry), access=USER),
+    Endpoint("/api/generate", _seed_errors(generate), ("POST",), USER, GenerateRequest),
+]
+BODIES: dict[tuple[str, str], type[BaseModel]] = bodies(ENDPOINTS)
+
+
 def routes() -> list[BaseRoute]:
-    return [
-        Route("/api/telemetry", _seed_errors(telemetry)),
-        Route("/api/generate", _seed_errors(generate), methods=["POST"]),
-    ]
-
-
-# (method, route path) -> JSON request body, for the OpenAPI document
-BODIES: dict[tuple[str, str], type[BaseModel]] = {("POST", "/api/generate"): GenerateRequest}
+    return starlette_routes(ENDPOINTS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import json
 import shutil
 import time
@@ -21,12 +22,14 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from ....jobspec import ImageSpec
 from ...auth.identity import identity_of
+from ...auth.permissions import GUEST, PUBLIC, USER
 from ...errors import job_error
 from ...jobs import FINISHED
+from ...routing import Endpoint, bodies, starlette_routes
 from . import forms
 from .render import OpenAIGuard, error_response
 from .schemas import (
@@ -200,24 +203,19 @@ async def preflight(request: Request) -> Response:
     return Response(status_code=204, headers={"Allow": "GET, POST, OPTIONS"})
 
 
+ENDPOINTS: list[Endpoint] = [
+    Endpoint("/v1/images/generations", generations, ("POST",), USER, ImagesGenerateRequest),
+    # edits and variations are multipart forms, as the SDK sends them: no JSON body to document
+    Endpoint("/v1/images/edits", edits, ("POST",), USER),
+    Endpoint("/v1/images/variations", variations, ("POST",), USER),
+    Endpoint("/v1/models", models, access=GUEST),
+    Endpoint("/v1/models/{model_id:path}", model, access=GUEST),
+    Endpoint("/v1/{rest:path}", preflight, ("OPTIONS",), PUBLIC),  # CORS preflights
+]
+# every route's refusals (401/403) in OpenAI's envelope
+ENDPOINTS = [dataclasses.replace(ep, guard=OpenAIGuard) for ep in ENDPOINTS]
+BODIES: dict[tuple[str, str], type[BaseModel]] = bodies(ENDPOINTS)
+
+
 def routes() -> list[BaseRoute]:
-    """The /v1 routes, each behind its access rule (auth/permissions.py RULES) with the
-    refusals in OpenAI's envelope."""
-    table = [
-        Route("/v1/images/generations", generations, methods=["POST"]),
-        Route("/v1/images/edits", edits, methods=["POST"]),
-        Route("/v1/images/variations", variations, methods=["POST"]),
-        Route("/v1/models", models, methods=["GET"]),
-        Route("/v1/models/{model_id:path}", model, methods=["GET"]),
-        Route("/v1/{rest:path}", preflight, methods=["OPTIONS"]),
-    ]
-    for route in table:
-        route.app = OpenAIGuard(route.app, route.path)
-    return list(table)
-
-
-# (method, route path) -> JSON request body, for the OpenAPI document (edits and variations
-# are multipart forms, as the SDK sends them)
-BODIES: dict[tuple[str, str], type[BaseModel]] = {
-    ("POST", "/v1/images/generations"): ImagesGenerateRequest,
-}
+    return starlette_routes(ENDPOINTS)
