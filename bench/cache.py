@@ -72,7 +72,6 @@ def measure(variant: str, steps: int, size: int, rounds: int, threads: int) -> l
             "seconds": statistics.median(times[label]),
             "times": times[label],
             "off_times": times["off"],
-            "unet": cache_presets.family_of(variant) is cache_presets.CacheFamily.UNET,
             "speedup": base / statistics.median(times[label]),
             "psnr": psnr(images["off"], images[label]),
         }
@@ -82,12 +81,14 @@ def measure(variant: str, steps: int, size: int, rounds: int, threads: int) -> l
 
 def cache_rows(bench: Bench, variant: str, steps: int, size: int, rounds: int) -> None:
     """The same candidates as rows of ``python -m bench`` (bench/RESULTS.md), in the bench's
-    own process and threads; the "fast" preset on a UNet model has the #18 goal."""
+    own process and threads; the "fast" preset on synthetic SD1 (#18's UNet model) has a goal."""
     for r in measure(variant, steps, size, rounds, bench.threads):
         if r["what"] != "off":
             model = f"{variant} {size}x{size} {steps} steps"
             bench.add(
-                rows.cache_row(model, r["what"], r["times"], r["off_times"], r["psnr"], r["unet"])
+                rows.cache_row(
+                    model, r["what"], r["times"], r["off_times"], r["psnr"], variant == "sd1"
+                )
             )
 
 

@@ -133,17 +133,17 @@ def test_warm_job_row_holds_the_one_percent_goal() -> None:
     assert missed.verdict == "MISS" and missed.goal == "<= 1.01x" and missed.ratio == "1.025x"
 
 
-def test_cache_row_goal_only_for_the_fast_preset_on_unet() -> None:
+def test_cache_row_goal_only_for_the_fast_preset_on_the_goal_model() -> None:
     from bench import rows
 
     fast = "preset fast (ucache, {'reuse_threshold': 1.0})"
-    ok = rows.cache_row("sd1", fast, [1.0, 1.0], [2.0, 2.0], 35.0, unet=True)
+    ok = rows.cache_row("sd1", fast, [1.0, 1.0], [2.0, 2.0], 35.0, goal_model=True)
     assert ok.verdict == "PASS" and ok.ratio == "2.00x, 35.0 dB" and ok.goal.startswith(">= 1.5x")
-    assert rows.cache_row("sd1", fast, [1.0], [2.0], 28.0, unet=True).verdict == "MISS"
-    assert rows.cache_row("sd1", fast, [1.0], [1.4], 40.0, unet=True).verdict == "MISS"
+    assert rows.cache_row("sd1", fast, [1.0], [2.0], 28.0, goal_model=True).verdict == "MISS"
+    assert rows.cache_row("sd1", fast, [1.0], [1.4], 40.0, goal_model=True).verdict == "MISS"
     other = rows.cache_row("sd1", "mode spectrum (engine defaults)", [1.0], [3.0], 20.0, True)
     assert other.goal == "info" and other.verdict == "-"
-    not_unet = rows.cache_row("flux", fast, [1.0], [2.0], 35.0, unet=False)
+    not_unet = rows.cache_row("sdxs", fast, [1.0], [2.0], 35.0, goal_model=False)
     assert not_unet.goal == "info"
     same = rows.cache_row("sd1", "mode ucache (engine defaults)", [1.0], [1.0], float("inf"), True)
     assert same.ratio == "1.00x, identical"
