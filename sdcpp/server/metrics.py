@@ -29,10 +29,12 @@ from prometheus_client.exposition import choose_encoder
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from .. import __version__
+from .auth.permissions import METRICS, PUBLIC
 from .progress import SAMPLING_PHASES
+from .routing import Endpoint, starlette_routes
 
 logger = logging.getLogger(__name__)
 
@@ -240,5 +242,12 @@ async def livez(request: Request) -> JSONResponse:
     return JSONResponse({"status": "alive"})
 
 
+# /metrics follows --metrics-access (loopback, public or admin); /livez is for any prober
+ENDPOINTS: list[Endpoint] = [
+    Endpoint("/metrics", metrics, access=METRICS),
+    Endpoint("/livez", livez, access=PUBLIC),
+]
+
+
 def routes() -> list[BaseRoute]:
-    return [Route("/metrics", metrics), Route("/livez", livez)]
+    return starlette_routes(ENDPOINTS)

@@ -26,10 +26,12 @@ from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from ..errors import InvalidArgument
+from .auth.permissions import PUBLIC
 from .exceptions import NotFound
+from .routing import Endpoint, starlette_routes
 
 logger = logging.getLogger(__name__)
 
@@ -153,11 +155,15 @@ def setup(webui: bool, webui_dir: Path | None) -> WebUI | None:
     return WebUI(root, dev=webui_dir is not None)
 
 
+# public: the page signs in through /api/auth
+ENDPOINTS: list[Endpoint] = [
+    Endpoint("/", root, access=PUBLIC, name="webui_root"),
+    Endpoint("/ui", index, access=PUBLIC, name="webui_redirect"),
+    Endpoint("/ui/", index, access=PUBLIC, name="webui_index"),
+    Endpoint("/ui/{path:path}", asset, access=PUBLIC, name="webui_asset"),
+]
+
+
 def routes() -> list[BaseRoute]:
-    """The UI's routes; their access (public) is in ``auth/permissions.py``."""
-    return [
-        Route("/", root, name="webui_root"),
-        Route("/ui", index, name="webui_redirect"),
-        Route("/ui/", index, name="webui_index"),
-        Route("/ui/{path:path}", asset, name="webui_asset"),
-    ]
+    """The UI's routes."""
+    return starlette_routes(ENDPOINTS)

@@ -2,7 +2,7 @@
 
 service.py      which methods are on; who a request is; logins, tokens, keys
 middleware.py   puts the identity in the scope (pure ASGI)
-permissions.py  every route's access level, in one table, and the guard that enforces it
+permissions.py  the access levels (declared with each route: routing.Endpoint) and their guard
 identity.py     Identity and roles (guest, user, admin)
 store.py        users, API keys, revoked token ids (SQLite, beside the jobs)
 passwords.py    Argon2id          tokens.py   JWT (HS256)     apikeys.py   API keys

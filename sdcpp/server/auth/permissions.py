@@ -1,5 +1,5 @@
-"""Who may call what: every route's access level, declared once — with the route itself
-(``routing.Endpoint``: most routes) or, for the few not declared that way, in ``RULES``.
+"""Who may call what: the access levels a route declares, once, with the route itself
+(``routing.Endpoint(path, handler, methods, access, ...)``), and the guard that enforces them.
 
     public  anyone, whatever ``--auth`` says (seed 004 "Public Endpoints")
     guest   anyone under ``--auth optional``, otherwise a signed-in user
@@ -14,9 +14,9 @@ A rule may name a setting that chooses its level per server: ``/metrics`` follow
 anyone but its owner and admins, so job ids can't be probed. Output downloads are public *and*
 owned: they need the owner, an admin, or a signed capability URL (``capability.py``).
 
-``guard_routes`` wraps each route's ASGI app with the check at ``create_app`` time (a
-``routing.Endpoint`` arrives wrapped in its own); a route declared nowhere is admin-only (fail
-closed) and logged, and a test insists that no route is undeclared. The checks run after the
+Every ``routing.Endpoint`` route arrives wrapped in its ``Guard``; ``guard_routes`` puts one
+in front of any other route at ``create_app`` time: such a route declared no level, so it is
+admin-only (fail closed) and logged, and a test insists that there is none. The checks run after the
 auth middleware has put the identity in the scope.
 """
 
@@ -58,29 +58,6 @@ METRICS = Rule(Access.LOOPBACK, setting="metrics_access")
 OWNED = Rule(Access.USER, owned=True)
 CAPABILITY = Rule(Access.PUBLIC, owned=True)
 
-# route path (as written in the router) -> rule, or {METHOD: rule} where methods differ: the
-# routes not declared as ``routing.Endpoint``. The rest (native /api routes, auth, and the
-# OpenAI, A1111, seed 000 and seed 001 dialects) declare their level with the route itself.
-RULES: dict[str, Rule | dict[str, Rule]] = {
-    # system; /health also serves seed 000 (dialects/lightdiffusion)
-    "/api/health": PUBLIC,
-    "/health": PUBLIC,
-    "/api/status": PUBLIC,
-    "/readyz": PUBLIC,
-    "/livez": PUBLIC,
-    "/metrics": METRICS,
-    "/api/version": PUBLIC,
-    "/openapi.json": PUBLIC,
-    "/docs": PUBLIC,
-    "/api/config": USER,
-    "/api/system": USER,
-    "/api/system/restart": ADMIN,
-    # the web UI's static files (server/webui.py): the page signs in through /api/auth
-    "/": PUBLIC,
-    "/ui": PUBLIC,
-    "/ui/": PUBLIC,
-    "/ui/{path:path}": PUBLIC,
-}
 _UNDECLARED = Rule(Access.ADMIN)
 
 
@@ -90,21 +67,13 @@ def _route_path(route: BaseRoute) -> str | None:
     return None
 
 
-def rule_for(path: str, method: str = "GET") -> Rule | None:
-    """The declared rule of a route path (as written in its router), or None."""
-    rule = RULES.get(path)
-    if isinstance(rule, dict):
-        return rule.get(method.upper()) or rule.get("GET")
-    return rule
-
-
 def access_of(
     path: str, method: str, declared: Mapping[tuple[str, str], Rule] | None = None
 ) -> dict[str, Any]:
     """The OpenAPI fields of an operation's rule: ``x-sdcpp-access``, ``x-sdcpp-owned`` and
     ``security`` (an empty list: no credentials needed). ``declared``: the (path, method)
     rules of the ``routing.Endpoint`` declarations (``routing.access_table``)."""
-    rule = (declared or {}).get((path, method.upper())) or rule_for(path, method) or _UNDECLARED
+    rule = (declared or {}).get((path, method.upper())) or _UNDECLARED
     fields: dict[str, Any] = {"x-sdcpp-access": rule.access.value, "x-sdcpp-owned": rule.owned}
     if rule.access is Access.PUBLIC:
         fields["security"] = []
@@ -137,8 +106,7 @@ class Guard:
 
         scope["sdcpp.route"] = self.route_path  # the route template, for logs and metrics
         method = scope.get("method", "GET")
-        declared = self.rules.get(method) or self.rules.get("GET")
-        rule = declared or rule_for(self.route_path, method) or _UNDECLARED
+        rule = self.rules.get(method) or self.rules.get("GET") or _UNDECLARED
         identity = identity_of(scope)
         state = scope["app"].state
         auth = getattr(state, "auth", None)
@@ -191,7 +159,6 @@ def guard_routes(routes: list[BaseRoute]) -> list[BaseRoute]:
         path = _route_path(route)
         if path is None or isinstance(getattr(route, "app", None), Guard):
             continue  # declared by a routing.Endpoint: already behind its own rule
-        if path not in RULES:
-            logger.warning("route %s declares no access rule: admins only", path)
+        logger.warning("route %s declares no access rule: admins only", path)
         route.app = Guard(route.app, path)  # type: ignore[attr-defined]
     return routes

@@ -10,9 +10,11 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from ... import __version__, engine_commit, engine_version
+from ..auth.permissions import ADMIN, PUBLIC, USER
+from ..routing import Endpoint, starlette_routes
 
 
 async def health(request: Request) -> JSONResponse:
@@ -169,16 +171,19 @@ async def docs(request: Request) -> Response:
     return Response(docs_html(request.app.state.openapi), media_type="text/html")
 
 
+ENDPOINTS: list[Endpoint] = [
+    Endpoint("/api/health", health, access=PUBLIC),
+    Endpoint("/health", health_ok, access=PUBLIC),  # also seed 000's (dialects/lightdiffusion)
+    Endpoint("/api/status", status, access=PUBLIC),
+    Endpoint("/readyz", readyz, access=PUBLIC),
+    Endpoint("/api/version", version, access=PUBLIC),
+    Endpoint("/api/config", config, access=USER),
+    Endpoint("/api/system", system, access=USER),
+    Endpoint("/api/system/restart", system_restart, ("POST",), ADMIN),
+    Endpoint("/openapi.json", openapi_json, access=PUBLIC),
+    Endpoint("/docs", docs, access=PUBLIC),
+]
+
+
 def routes() -> list[BaseRoute]:
-    return [
-        Route("/api/health", health),
-        Route("/health", health_ok),
-        Route("/api/status", status),
-        Route("/readyz", readyz),
-        Route("/api/version", version),
-        Route("/api/config", config),
-        Route("/api/system", system),
-        Route("/api/system/restart", system_restart, methods=["POST"]),
-        Route("/openapi.json", openapi_json),
-        Route("/docs", docs),
-    ]
+    return starlette_routes(ENDPOINTS)
