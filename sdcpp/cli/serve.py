@@ -114,6 +114,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         type=float,
         help="seconds a client has to send its request body, else 408 (default 60)",
     )
+    ops.add_argument(
+        "--worker-nice",
+        type=int,
+        help="niceness of the engine thread, 0-19 (default 0: generation competes with "
+        "other CPU work as an equal)",
+    )
+    ops.add_argument(
+        "--worker-idle-priority",
+        action=argparse.BooleanOptionalAction,
+        help="run the engine thread in Linux's SCHED_IDLE class: the API never waits behind "
+        "it, but any other CPU work starves generation (default off; see README)",
+    )
     serve.add_argument(
         "--database",
         dest="database_url",
@@ -172,6 +184,8 @@ def run(args: argparse.Namespace) -> int:
             "max_connections",
             "header_timeout",
             "body_timeout",
+            "worker_nice",
+            "worker_idle_priority",
             "webui",
             "webui_dir",
         )

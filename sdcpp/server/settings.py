@@ -74,11 +74,12 @@ class Settings:
     body_timeout: float = 60.0
     max_connections: int = 512
     sse_send_timeout: float = 30.0
-    worker_nice: int = 5  # the engine thread's niceness: the API stays responsive under load
-    # The worker's engine thread in the SCHED_IDLE class (Linux): it runs on whatever CPU
-    # nothing else wants, so the API answers at once during generation. Turn off on a machine
-    # busy with other CPU work that generation should compete with rather than yield to.
-    worker_idle_priority: bool = True
+    # The engine thread's priority (worker/engine_thread.py; README): its niceness, and Linux's
+    # SCHED_IDLE class. Default nice 0, not idle: beside other CPU work generation takes its
+    # fair share; in the idle class it got none and starved (bench/priority.py). Idle class or
+    # a niceness favour the API's latency on a machine that has nothing else to do.
+    worker_nice: int = 0
+    worker_idle_priority: bool = False
     test_hooks: bool = False  # SDCPP_TEST_HOOKS=1: the worker honours crash/hang prompts
     # loaded models: contexts the worker keeps at once (least recently used out first), their
     # memory budget in MiB estimated from file sizes (0: none), and how long an unused one

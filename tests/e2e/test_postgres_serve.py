@@ -24,8 +24,6 @@ psycopg = pytest.importorskip("psycopg", reason="pip install 'sdcpp[postgres]'")
 def url(postgres: PgServer, monkeypatch: pytest.MonkeyPatch) -> str:
     fresh = postgres.fresh_url()
     monkeypatch.setenv("SDCPP_DATABASE_URL", fresh)  # Server() passes its environment on
-    # SCHED_IDLE engine threads starve on a box busy with other work (a shared CI runner)
-    monkeypatch.setenv("SDCPP_WORKER_IDLE_PRIORITY", "0")
     return fresh
 
 

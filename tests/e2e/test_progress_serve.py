@@ -19,9 +19,7 @@ from test_serve import REQUEST, Server, data_dir, free_port  # noqa: F401 (fixtu
 
 
 @pytest.fixture
-def server(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:  # noqa: F811
-    # normal priority: on a busy machine an idle-class engine thread can wait for minutes
-    monkeypatch.setenv("SDCPP_WORKER_IDLE_PRIORITY", "0")
+def server(data_dir: Path) -> Iterator[Server]:  # noqa: F811
     srv = Server(data_dir).start()
     try:
         yield srv

@@ -77,7 +77,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_path: Path) -> Iterato
         env.setenv("LD_BATCH_WAIT_SINGLETONS", "1")
         env.setenv("LD_BATCH_TIMEOUT", "2")
         env.setenv("LD_SERVER_LOGLEVEL", "INFO")
-        env.setenv("SDCPP_WORKER_IDLE_PRIORITY", "0")  # not starved by a busy test machine
         srv = Server(data).start()
     try:
         yield srv

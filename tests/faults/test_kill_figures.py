@@ -134,9 +134,7 @@ def check_exactly_once(data_dir: Path, ids: list[str], seen: dict[str, Any]) -> 
 
 
 @pytest.fixture
-def servers(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Server]]:
-    # A test box busy with other work would starve a SCHED_IDLE engine thread for minutes.
-    monkeypatch.setenv("SDCPP_WORKER_IDLE_PRIORITY", "0")
+def servers() -> Iterator[list[Server]]:
     started: list[Server] = []
     yield started
     for srv in started:

@@ -23,12 +23,6 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "e2e"))  # the real-server he
 from test_serve import REQUEST, Server, data_dir  # noqa: F401 (fixture)
 
 
-@pytest.fixture(autouse=True)
-def _busy_box(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A test box busy with other work would starve a SCHED_IDLE engine thread for minutes.
-    monkeypatch.setenv("SDCPP_WORKER_IDLE_PRIORITY", "0")
-
-
 def test_out_of_memory_fails_that_job_only(
     data_dir: Path,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,

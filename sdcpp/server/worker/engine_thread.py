@@ -1,10 +1,13 @@
-"""The worker's engine thread: every call into the engine runs on it, at the lowest priority.
+"""The worker's engine thread: every call into the engine runs on it, at the configured priority.
 
-Generation saturates every core for seconds; it runs in Linux's SCHED_IDLE class (plus the
-configured niceness), so the API process (health checks, queue polls, SSE) and its clients
-get the CPU the moment they want it. Measured: GET p99 during generation 5-6 ms instead of
-8-9 ms at nice 5 (bench/server.py, control plane). Threads the engine starts (OpenMP's) inherit
-the class from this one.
+Generation saturates every core for seconds. Optionally it runs niced and in Linux's
+SCHED_IDLE class (``worker_nice``, ``worker_idle_priority``), so the API process (health
+checks, queue polls, SSE) gets the CPU the moment it wants it: GET p99 during generation
+5-6 ms in the idle class against 8-9 ms at nice 5 (bench/server.py, control plane). Neither is
+the default: beside any other CPU work the idle class starved generation outright (a 64x64
+job past 60 s, bench/priority.py), and at nice 5 it gets a quarter of a core it shares with a
+busy process.
+Threads the engine starts (OpenMP's) inherit the class and niceness from this one.
 
 Only the engine's calls, though: the worker's own work around a job (reading the request,
 encoding and writing the images, reporting) takes about a millisecond per job and stays at the
