@@ -24,7 +24,7 @@ from test_detect import CASES, write_safetensors
 from test_error_table import _validation_error
 
 from sdcpp.jobspec import LoraNotFound
-from sdcpp.server import Settings, create_app
+from sdcpp.server import Settings, create_app, exceptions
 from sdcpp.server.dialects.openai.render import openai_status
 from sdcpp.server.errors import EXCEPTION_TABLE, lookup, status_for_code
 from sdcpp.server.exceptions import JobFailed, ServerError
@@ -60,6 +60,18 @@ def test_every_table_row_has_an_example() -> None:
         example = _example(exc_type)
         assert isinstance(example, exc_type)
         assert lookup(example)[:2] == (status, code), exc_type  # no earlier row shadows it
+
+
+def test_every_server_exception_has_its_own_row() -> None:
+    """A new class in exceptions.py without a row would answer 500: each has one, naming it."""
+    rows = {t for t, _, _ in EXCEPTION_TABLE}
+    classes = [
+        c
+        for c in vars(exceptions).values()
+        if isinstance(c, type) and issubclass(c, ServerError) and c not in (ServerError, JobFailed)
+    ]
+    assert len(classes) > 20
+    assert [c.__name__ for c in classes if c not in rows] == []
 
 
 def test_a_job_failure_code_has_its_exceptions_status() -> None:
