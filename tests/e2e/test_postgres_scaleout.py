@@ -7,6 +7,9 @@ under two names. Worker 1 serves only ``tiny-a``; worker 2 serves every model.
   are in ``/api/status``.
 - a job running on a worker is seen progressing through the other API process, and a cancel
   sent to that process stops it.
+- ``/metrics`` and ``/api/telemetry`` of either API process show both workers.
+- outputs: every worker writes to the one folder all hosts mount (``--output-dir``), and any
+  API process serves any output from it (README "Scaling out": the choice).
 - ``kill -9`` of a worker mid-job: its job is re-queued once its lease (3 s) expires and
   completes on the other worker (attempts 2).
 """
@@ -53,10 +56,11 @@ class Cluster:
         self.apis.append(srv)
         return srv
 
-    def worker(self, *models: str) -> subprocess.Popen[bytes]:
+    def worker(self, *models: str, args: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
         cmd = [sdcpp(), "worker", "--database", self.url, "--models-dir", str(self.models),
                "--output-dir", str(self.outputs), "--data-dir", str(self.root / "worker"),
                "--threads", "1"]  # fmt: skip
+        cmd += list(args)
         if models:
             cmd += ["--models", *models]
         # its own process group: kill -9 takes its engine process with it
@@ -130,7 +134,11 @@ def test_two_apis_two_workers_each_job_once(cluster: Cluster) -> None:
     pids = {w["pid"]: w for w in status["workers"]}
     assert set(pids) == {w1.pid, w2.pid}
     assert pids[w1.pid]["models"] == ["tiny-a"] and pids[w2.pid]["models"] == []
-    assert all(w["host"] and w["last_heartbeat"] for w in status["workers"])
+    assert all(w["host"] and w["last_heartbeat"] and w["device"] for w in status["workers"])
+    metrics = b.get("/metrics").text  # every worker, whichever API process is scraped
+    assert all(f'pid="{p.pid}"' in metrics for p in (w1, w2))
+    telemetry = b.get("/api/telemetry").json()["sdcpp"]["workers"]
+    assert {w["pid"] for w in telemetry} == {w1.pid, w2.pid}
     ids = {}
     for i in range(20):
         model = ("tiny-a", "tiny-b")[i % 2]

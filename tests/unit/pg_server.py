@@ -90,18 +90,30 @@ class PgServer:
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
             "-c max_connections=100 -c shared_buffers=32MB"
         )
+        self._options = options
         started = time.monotonic()
+        self._pg_ctl_start()
+        self.start_seconds = time.monotonic() - started
+        atexit.register(self.stop)
+        return self
+
+    def _pg_ctl_start(self) -> None:
         ctl = self._run(
-            "pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-o", options,
+            "pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-o", self._options,
             "-w", "-t", "60", "start",
         )  # fmt: skip
         if ctl.returncode != 0:
             log = (self.root / "log").read_text(errors="replace")[-2000:]
             raise RuntimeError(f"pg_ctl start failed: {ctl.stderr.strip()}\n{log}")
         self._running = True
-        self.start_seconds = time.monotonic() - started
-        atexit.register(self.stop)
-        return self
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data and port (a database outage); ``resume()``."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        self._running = False
+
+    def resume(self) -> None:
+        self._pg_ctl_start()
 
     def fresh_url(self) -> str:
         """A URL on a schema created for the caller alone."""
