@@ -13,9 +13,17 @@ from pathlib import Path
 
 import httpx2 as httpx
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Page, expect
 
-from .test_webui import DONE, UIServer, _data_dir, _fill_fast, _shots_dir, browser  # noqa: F401  (fixture)
+from .test_webui import (  # noqa: F401  (browser: the fixture)
+    DONE,
+    UIServer,
+    Watched,
+    _data_dir,
+    _fill_fast,
+    _shots_dir,
+    browser,
+)
 
 PASSWORD = "web-ui-Pass-1"
 
@@ -24,9 +32,10 @@ PASSWORD = "web-ui-Pass-1"
 def auth_server(tmp_path_factory: pytest.TempPathFactory, tiny_path: Path) -> Iterator[UIServer]:
     data = _data_dir(tmp_path_factory.mktemp("webui-auth"), tiny_path)
     script = shutil.which("sdcpp") or str(Path(sys.executable).with_name("sdcpp"))
-    for name in ("alice", "bob"):
+    for name, role in (("alice", "user"), ("bob", "user"), ("root", "admin")):
+        command = [script, "users", "add", name, "--role", role, "--data-dir", str(data)]
         subprocess.run(
-            [script, "users", "add", name, "--data-dir", str(data), "--password-stdin"],
+            [*command, "--password-stdin"],
             input=f"{PASSWORD}\n".encode(),
             check=True,
         )
@@ -122,3 +131,99 @@ def test_each_user_sees_only_their_own_gallery(
         expect(page.locator("#queue-list")).not_to_contain_text("bob's private harbour")
     finally:
         context.close()
+
+
+def _sign_in(page: Page, url: str, username: str, w: Watched | None = None) -> None:
+    if page.url != url:
+        page.goto(url)
+    page.fill("#login-username", username)
+    page.fill("#login-password", PASSWORD)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector("body[data-ready=true]", timeout=20000)
+    if w is not None:  # signed out, the page asked who it is (401) and nothing else failed
+        probe = f"401 {url.split('/ui/')[0]}/api/auth/me"
+        assert [e for e in w.errors if "status of 401" not in e] == [probe], w.errors
+        w.errors.clear()
+
+
+def test_admins_manage_users_and_users_see_no_admin_controls(
+    browser: Browser,  # noqa: F811  (the fixture)
+    auth_server: UIServer,
+) -> None:
+    context = browser.new_context()
+    try:
+        w = Watched(context)
+        page = w.page
+        _sign_in(page, f"{auth_server.url}/ui/#account", "root", w)
+        expect(page.locator("#users-panel")).to_be_visible()
+        expect(page.locator("#users-body")).to_contain_text("alice")
+        page.fill("#user-new-name", "carol")
+        page.fill("#user-new-password", PASSWORD)
+        page.click("#user-form button[type=submit]")
+        carol = page.locator("#users-body tr", has_text="carol")
+        expect(carol).to_contain_text("active")
+        carol.get_by_role("button", name="Disable").click()
+        expect(carol).to_contain_text("disabled")
+        login = {"username": "carol", "password": PASSWORD}
+        assert httpx.post(f"{auth_server.url}/api/auth/login", json=login).status_code == 401
+        carol.get_by_role("button", name="Enable").click()
+        expect(carol).to_contain_text("active")
+        assert httpx.post(f"{auth_server.url}/api/auth/login", json=login).status_code == 200
+        page.goto(f"{auth_server.url}/ui/#models")
+        expect(page.locator("#upload-form")).to_be_visible()
+        expect(page.locator("#models-refresh")).to_be_visible()
+        assert not w.errors, w.errors
+    finally:
+        context.close()
+    context = browser.new_context()
+    try:
+        w = Watched(context)
+        page = w.page
+        _sign_in(page, f"{auth_server.url}/ui/#account", "carol", w)
+        expect(page.locator("#page-account h2", has_text="API keys")).to_be_visible()
+        expect(page.locator("#users-panel")).to_be_hidden()
+        page.goto(f"{auth_server.url}/ui/#models")
+        expect(page.locator("#models-body tr", has_text="tiny")).to_be_visible()
+        expect(page.locator("#upload-form")).to_be_hidden()
+        expect(page.locator("#models-refresh")).to_be_hidden()
+        assert page.locator("#models-body button:visible").count() == 0  # no load/unload
+        # hidden is not the guard: the API refuses carol's admin calls with the same cookie
+        refused = page.evaluate(
+            """async () => (await fetch('/api/users', { headers: { 'X-Sdcpp-Client': 'webui' },
+                credentials: 'same-origin' })).status"""
+        )
+        assert refused == 403
+        assert w.errors == [f"403 {auth_server.url}/api/users"] or all(
+            "403" in e for e in w.errors
+        ), w.errors
+    finally:
+        context.close()
+
+
+def test_account_page_screenshots_and_phone_width(
+    browser: Browser,  # noqa: F811  (the fixture)
+    auth_server: UIServer,
+) -> None:
+    folder = _shots_dir()
+    for scheme in ("light", "dark"):
+        for device, (width, height) in (("desktop", (1280, 900)), ("phone", (375, 812))):
+            context = browser.new_context(
+                viewport={"width": width, "height": height}, color_scheme=scheme
+            )
+            try:
+                w = Watched(context)
+                page = w.page
+                page.goto(f"{auth_server.url}/ui/#account")
+                expect(page.locator("#login-dialog")).to_be_visible()
+                page.screenshot(path=str(folder / f"login-{scheme}-{device}.png"))
+                _sign_in(page, f"{auth_server.url}/ui/#account", "root", w)
+                expect(page.locator("#users-body")).to_contain_text("alice")
+                wide = page.evaluate(
+                    "(e => e.scrollWidth > e.clientWidth)(document.documentElement)"
+                )
+                assert not wide, f"the account page scrolls sideways at {width}px"
+                page.screenshot(path=str(folder / f"account-{scheme}-{device}.png"), full_page=True)
+                assert not w.errors, w.errors
+            finally:
+                context.close()
+    print(f"\nscreenshots: {folder}")

@@ -52,7 +52,7 @@ function userRow(u) {
 }
 
 export async function renderAccount() {
-  if (!session.authEnabled) return;
+  if (!session.authEnabled || !session.user) return; // signed out: nothing to ask for
   const keys = await api("/api/keys");
   $("#keys-body").replaceChildren(...(keys.keys || []).map(keyRow));
   const admin = session.user && session.user.role === "admin";
@@ -64,7 +64,13 @@ export async function renderAccount() {
 }
 
 export function initAccount() {
-  on("user", () => { $("#nav-account").hidden = !session.authEnabled || !session.user; });
+  on("user", () => {
+    $("#nav-account").hidden = !session.authEnabled || !session.user;
+    // signed in on the Account page itself (a bookmark): it was drawn for nobody
+    if (session.user && !$("#page-account").hidden) {
+      renderAccount().catch((e) => toast(e.message, "error"));
+    }
+  });
   $("#key-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const answer = await call("/api/keys", { method: "POST", body: { name: $("#key-name").value.trim() } });
