@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .events import JobEvents
-from .run import Row, fmt, verdict
+from .table import Row, fmt, verdict
 
 if TYPE_CHECKING:
     from .run import Bench

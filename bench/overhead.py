@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import rows
-from .run import Row, fmt, verdict
+from .table import Row, fmt, verdict
 
 if TYPE_CHECKING:
     from .run import Bench

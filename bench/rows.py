@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from .run import Row, fmt, verdict
+from .table import Row, fmt, verdict
 
 #: The issue's goal for the end-to-end wall of a warm job against sd-server's (#18).
 WARM_JOB_LIMIT = 1.01

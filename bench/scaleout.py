@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .run import Row, fmt, verdict
+from .table import Row, fmt, verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"

@@ -27,7 +27,7 @@ from .cancel import cancels
 from .events import FINAL, JobEvents
 from .loadgen import load
 from .overhead import overhead
-from .run import Row, fmt, timed_process, verdict
+from .table import Row, fmt, timed_process, verdict
 
 if TYPE_CHECKING:
     from .run import Bench

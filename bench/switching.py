@@ -29,8 +29,8 @@ from sdcpp import synthetic
 from . import rows
 from .baselines import build_sd_server
 from .events import JobEvents
-from .run import run_child, timed_process
 from .server import CFG, ENGINE_START, HOST, PROMPT, SAMPLER, Proc, free_port
+from .table import run_child, timed_process
 
 if TYPE_CHECKING:
     from .run import Bench
