@@ -10,11 +10,9 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import random
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,6 +21,14 @@ from PIL import Image
 from . import _native
 from ._context import build_ctx_params
 from ._generation import GenerationRequest, build_img_params, native_enum, native_lora
+from ._infotext import parameters_text
+from ._progress import (
+    PreviewCallback,
+    Progress,
+    ProgressCallback,
+    progress_adapter,
+    resolve_seed,
+)
 from .cache_presets import resolve as resolve_cache
 from .errors import ClosedError, InvalidArgument, UnsupportedError
 from .images import to_pil
@@ -36,7 +42,6 @@ from .options import (
     Scheduler,
     WeightType,
 )
-from .parameters import SAMPLER_NAMES, SCHEDULER_NAMES, format_parameters
 
 if TYPE_CHECKING:
     from .plan import ContextPlan, RecommendedDefaults
@@ -46,24 +51,6 @@ logger = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
 
 __all__ = ["Progress", "StableDiffusion"]
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """One progress report. ``phase`` is "loading" (tensors read) or "sampling" (steps)."""
-
-    phase: str
-    step: int
-    total: int
-    elapsed: float  # seconds since the call started
-
-    @property
-    def fraction(self) -> float:
-        return self.step / self.total if self.total > 0 else 0.0
-
-
-ProgressCallback = Callable[[Progress], Any]
-PreviewCallback = Callable[[int, list[Image.Image], bool], Any]
 
 
 class StableDiffusion:
@@ -171,7 +158,7 @@ class StableDiffusion:
         self.last_seeds: list[int] = []
         self.last_generation_time = 0.0
         started = time.perf_counter()
-        on_progress = _progress_adapter(progress, "loading", started)
+        on_progress = progress_adapter(progress, "loading", started)
         self._ctx: Any = _native.Context(params, on_progress)
         self.load_time = time.perf_counter() - started
         logger.info("loaded %s in %.2fs", ", ".join(self.files.values()), self.load_time)
@@ -263,43 +250,11 @@ class StableDiffusion:
         for array, seed in zip(arrays, self.last_seeds, strict=False):
             image = to_pil(array)
             image.info["seed"] = seed
-            image.info["parameters"] = self._parameters_text(prompt, options, seed, image.size)
+            image.info["parameters"] = parameters_text(
+                self, prompt, options, seed, image.size, self._defaults
+            )
             images.append(image)
         return images
-
-    def _parameters_text(
-        self, prompt: str, options: dict[str, Any], seed: int, size: tuple[int, int]
-    ) -> str:
-        """A1111-style "parameters" for one image, with the engine's defaults resolved."""
-        method = (
-            SampleMethod(options["sample_method"])
-            if options.get("sample_method")
-            else (self.default_sample_method)
-        )
-        scheduler = (
-            Scheduler(options["scheduler"])
-            if options.get("scheduler")
-            else (self.default_scheduler(method))
-        )
-        defaults = self._defaults
-        settings: dict[str, Any] = {
-            "Steps": options.get("steps") or defaults.sample_params.sample_steps,
-            "Sampler": SAMPLER_NAMES[method],
-            "Schedule type": SCHEDULER_NAMES[scheduler],
-            "CFG scale": options.get("cfg_scale", defaults.sample_params.txt_cfg),
-            "Seed": seed,
-            "Size": f"{size[0]}x{size[1]}",
-            "Model hash": self.model_hash[:10],
-            "Model": self.model_name,
-            "Denoising strength": (
-                options.get("strength", defaults.strength)
-                if options.get("init_image") is not None
-                else None
-            ),
-            "Clip skip": options.get("clip_skip"),
-            "Version": f"sdcpp {_native.__version__}",
-        }
-        return format_parameters(prompt, options.get("negative_prompt", ""), settings)
 
     def generate_arrays(
         self,
@@ -346,7 +301,7 @@ class StableDiffusion:
         if options.get("cache") is not None:  # a preset name, or raw options checked per family
             options = {**options, "cache": resolve_cache(options["cache"], self.architecture)}
         request = GenerationRequest(prompt=prompt, **options)
-        seed = _resolve_seed(request.seed)
+        seed = resolve_seed(request.seed)
         params = build_img_params(request, seed)
         if preview_interval < 1:
             raise InvalidArgument("preview_interval must be at least 1")
@@ -360,7 +315,7 @@ class StableDiffusion:
 
         arrays = self._ctx.generate_image(
             params,
-            progress=_progress_adapter(progress, "sampling", started),
+            progress=progress_adapter(progress, "sampling", started),
             preview=on_preview,
             preview_mode=mode,
             preview_interval=preview_interval,
@@ -391,12 +346,12 @@ class StableDiffusion:
 
                 prompt, tag_loras = extract_lora_tags(prompt, self.lora_dir)
                 request = VideoRequest(prompt=prompt, **options)
-                seed = _resolve_seed(request.seed)
+                seed = resolve_seed(request.seed)
                 loras = [native_lora(x) for x in [*request.loras, *tag_loras]]
                 params = build_vid_params(request, seed, loras)
                 started = time.perf_counter()
                 frames = self._ctx.generate_video(
-                    params, progress=_progress_adapter(progress, "sampling", started)
+                    params, progress=progress_adapter(progress, "sampling", started)
                 )
                 self.last_seeds = [seed]
                 self.last_generation_time = time.perf_counter() - started
@@ -429,20 +384,3 @@ class StableDiffusion:
             self._busy = False
             if _native.HAS_CANCEL and not self._ctx.closed:
                 self._ctx.set_cancel(False)
-
-
-def _resolve_seed(seed: int | None) -> int:
-    """None or negative: a fresh random seed, reported back to the caller."""
-    return seed if seed is not None and seed >= 0 else random.randrange(2**31)
-
-
-def _progress_adapter(
-    callback: ProgressCallback | None, phase: str, started: float
-) -> Callable[[int, int, float], None] | None:
-    if callback is None:
-        return None
-
-    def report(step: int, total: int, _seconds_per_step: float) -> None:
-        callback(Progress(phase, step, total, time.perf_counter() - started))
-
-    return report
