@@ -38,6 +38,9 @@ export function parseParameters(text) {
         out[name] = cast(value);
       }
     }
+    // A1111 writes display names ("DPM++ 2M", "Karras"): the form's selects hold the API's
+    if (out.sampling_method) out.sampling_method = apiName("sampler", out.sampling_method);
+    if (out.scheduler) out.scheduler = apiName("scheduler", out.scheduler);
   }
   return out;
 }

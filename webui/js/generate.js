@@ -95,7 +95,15 @@ export async function generate() {
 
 export const lastRequest = () => lastBody;
 
-export async function cancelJob(id = watching) {
+// "the current job": the one this page follows while it is unfinished, else the running one
+function currentJob() {
+  const followed = watching && jobs.get(watching);
+  if (followed && !FINISHED.has(followed.status)) return watching;
+  const running = [...jobs.values()].find((j) => j.status === "processing");
+  return running ? running.id : null;
+}
+
+export async function cancelJob(id = currentJob()) {
   if (!id) return;
   try {
     const answer = await api("/api/queue/cancel", { method: "POST", body: { job_id: id } });

@@ -3,7 +3,7 @@
 // state survives a page reload (and a server restart: we reconnect and reload it).
 
 import { api } from "./api.js";
-import { emit, putJob } from "./state.js";
+import { emit, jobs, putJob } from "./state.js";
 
 let mode = "none";
 let pollTimer = null;
@@ -25,9 +25,18 @@ export async function loadQueue() {
   return queue;
 }
 
+// A job queued elsewhere (another tab, a script) has no job_update until it starts, but the
+// queue's counts change: then the list is read again (at most every 500 ms).
+let relist = null;
+function queueChanged(data) {
+  const known = [...jobs.values()].filter((j) => j.status === "queued").length;
+  if (relist || typeof data.size !== "number" || data.size === known) return;
+  relist = setTimeout(() => { relist = null; loadQueue().catch(() => {}); }, 500);
+}
+
 function handle(type, data) {
   if (type === "job_update") putJob(data);
-  else if (type === "queue_update") emit("queue", data);
+  else if (type === "queue_update") { emit("queue", data); queueChanged(data); }
   else if (type === "system_update") emit("system", data);
 }
 
