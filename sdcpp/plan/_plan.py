@@ -55,8 +55,18 @@ _LLM_FAMILIES = {
 @dataclass(frozen=True, slots=True)
 class MissingCompanion:
     slot: str
-    hint: str  # what would satisfy it and where to put it
+    hint: str  # what would satisfy it and where to put it, naming the library keyword
     unsuitable: tuple[str, ...] = ()  # files of the right family that do not fit, and why
+    put: str = ""  # the "put ... in models/<folder>/" part of ``hint``
+
+    def advice(self, fields: Mapping[str, str] | None = None) -> str:
+        """``hint``, or with ``fields`` (slot -> a caller's own field name, e.g. a REST
+        request's ``t5xxl_path``) the same advice naming that field; a slot ``fields`` lacks
+        gets only where to put the file (the caller has no field for it)."""
+        if fields is None or not self.put:
+            return self.hint
+        name = fields.get(self.slot)
+        return f"{self.put} or set {name}" if name else self.put
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,14 +252,16 @@ def raise_if_unsupported(plan: ContextPlan) -> None:
         raise UnsupportedError(f"{plan.name}: {plan.spec.unsupported}")
 
 
-def raise_if_missing(plan: ContextPlan) -> None:
-    """Raise ModelLoadError naming each missing companion and what would satisfy it."""
+def raise_if_missing(plan: ContextPlan, fields: Mapping[str, str] | None = None) -> None:
+    """Raise ModelLoadError naming each missing companion and what would satisfy it: the
+    library keyword to pass, or with ``fields`` (slot -> field name) the caller's own field
+    (``MissingCompanion.advice``), so a REST client reads ``t5xxl_path``, not ``t5xxl=``."""
     if not plan.missing:
         return
     where = f" ({plan.model_path.name})" if plan.model_path is not None else ""
     parts = []
     for m in plan.missing:
-        text = f"{plan.name}{where} needs {m.slot}: {m.hint}"
+        text = f"{plan.name}{where} needs {m.slot}: {m.advice(fields)}"
         if m.unsuitable:
             text += " (unsuitable: " + ", ".join(m.unsuitable) + ")"
         parts.append(text)
@@ -307,12 +319,12 @@ def _chosen_note(slot: str, fits: list[_Candidate]) -> str:
 
 def _missing(comp: Companion, pool: list[_Candidate]) -> MissingCompanion:
     folder = _FOLDER_FOR_SLOT.get(comp.slot, ModelType.TEXT_ENCODER.folders[0])
-    hint = f"put {comp.hint} in models/{folder}/ or pass {comp.slot}="
+    put = f"put {comp.hint} in models/{folder}/"
     bases = {k.split(":")[0].split("@")[0] for k in comp.kinds}
     unsuitable = tuple(
         f"{c.path.name} is {getattr(c.detection, 'name', '?')}" for c in pool if c.tags[0] in bases
     )
-    return MissingCompanion(comp.slot, hint, unsuitable)
+    return MissingCompanion(comp.slot, f"{put} or pass {comp.slot}=", unsuitable, put)
 
 
 def _note_llm_vision(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -79,19 +79,25 @@ class GenerationService:
             extra["control_image"] = str(store_input(control, inputs, "control"))
             extra["control_strength"], extra["canny"] = req.control_strength, req.canny
             extra["control_net"] = req.control_net
-        return self.submit_spec(req.to_spec(**extra), owner, job_id=job_id)
+        fields = {slot: name for name, slot in req.FILE_FIELDS.items()}  # for the 422's text
+        return self.submit_spec(req.to_spec(**extra), owner, job_id=job_id, fields=fields)
 
     def submit_spec(
-        self, spec: ImageSpec, owner: str | None = None, job_id: str | None = None
+        self,
+        spec: ImageSpec,
+        owner: str | None = None,
+        job_id: str | None = None,
+        fields: Mapping[str, str] | None = None,
     ) -> Job:
         """Queue an image job described by ``spec`` (what every dialect's ``to_spec()``
         builds): validated against ``sdcpp.jobspec.limits``, planned by architecture
         (``sdcpp.plan``), LoRAs resolved before queuing. Raises ``SpecError``/``LoraNotFound``
         (``sdcpp.jobspec``), ``ModelNotFoundError`` and the plan's errors; the server's error
-        table maps them. Returns the queued job."""
+        table maps them. ``fields``: companion slot -> the request field a missing one's
+        message names (default: the spec's own names). Returns the queued job."""
         spec.validate()
         job_id = job_id or uuid.uuid4().hex
-        plan = model_plan(self.registry, spec, self.settings.model)
+        plan = model_plan(self.registry, spec, self.settings.model, fields)
         inputs, threads = self.jobs.input_dir(job_id), self.settings.threads
         resolved, engine = resolve_image(
             self.registry, spec, plan, inputs, self.settings.max_image_pixels, threads
@@ -125,7 +131,9 @@ class GenerationService:
         companion files win."""
         job_id = uuid.uuid4().hex
         inputs = self.jobs.input_dir(job_id)
+        fields = None
         if isinstance(req, VideoGenerateRequest):
+            fields = {slot: name for name, slot in req.FILE_FIELDS.items()}
             frames = {
                 field: str(store_input(self._image(text, field), inputs, field))
                 for field in ("init_image", "end_image")
@@ -149,7 +157,7 @@ class GenerationService:
         if req.n_threads is None and self.settings.threads:
             changes["n_threads"] = self.settings.threads
         resolved = dataclasses.replace(req, **changes, **size)
-        plan = video_plan(self.registry, resolved)  # a missing companion: 422 before queuing
+        plan = video_plan(self.registry, resolved, fields)  # missing companion: 422 now
         data = record(resolved, {"models_dir": str(self.registry.root)}, plan_view(plan))
         return self.jobs.submit("video", data, owner=owner, job_id=job_id)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,15 @@ _VIDEO_COMPANIONS = ("vae", "t5xxl", "clip_vision", "high_noise_diffusion_model"
 _IMAGE_ONLY_IDS = frozenset(i for i in MODEL_IDS if not i.startswith(("wan", "ltx")))
 
 
-def model_plan(registry: ModelRegistry, spec: ImageSpec, default: str | None) -> Any:
-    """The context plan for the spec's model (the server default, else the first one)."""
+def model_plan(
+    registry: ModelRegistry,
+    spec: ImageSpec,
+    default: str | None,
+    fields: Mapping[str, str] | None = None,
+) -> Any:
+    """The context plan for the spec's model (the server default, else the first one).
+    ``fields``: companion slot -> the request's field for it, so a missing companion's
+    message names the field the client can set (``t5xxl_path``), not the library keyword."""
     name = spec.model or default
     if not name:
         found = registry.list(type=_IMAGE_TYPES, limit=1).items
@@ -53,11 +61,13 @@ def model_plan(registry: ModelRegistry, spec: ImageSpec, default: str | None) ->
     }
     plan = plan.with_overrides(overrides)
     raise_if_unsupported(plan)
-    raise_if_missing(plan)
+    raise_if_missing(plan, fields)
     return plan
 
 
-def video_plan(registry: ModelRegistry, spec: VideoSpec) -> Any:
+def video_plan(
+    registry: ModelRegistry, spec: VideoSpec, fields: Mapping[str, str] | None = None
+) -> Any:
     """The context plan of a video spec whose model and companions are resolved paths inside
     the models dir: an image-only family is refused (UnsupportedError) and a missing companion
     (Wan VAE, UMT5-XXL, CLIP vision for I2V, ...) is the plan's ModelLoadError naming each file
@@ -71,7 +81,7 @@ def video_plan(registry: ModelRegistry, spec: VideoSpec) -> Any:
     overrides = {slot: value for slot in _VIDEO_COMPANIONS if (value := getattr(spec, slot))}
     plan = plan.with_overrides(overrides)
     raise_if_unsupported(plan)
-    raise_if_missing(plan)
+    raise_if_missing(plan, fields)
     return plan
 
 
@@ -85,9 +95,9 @@ def resolve_image(
 ) -> tuple[ImageSpec, dict[str, Any]]:
     """``spec`` as it will run, and the engine part of its job record (``job_record``): the
     plan's files under their load keyword plus its context settings. In the resolved spec,
-    names are files (LoRAs, ControlNet, PhotoMaker, the LoRA/embedding dirs), images are
-    stored into ``inputs``, the plan's recommended values fill what ``spec`` left out, and a
-    step-cache preset is the options for this architecture."""
+    names are files inside the models dir (LoRAs, ControlNet, PhotoMaker and its ID embedding,
+    the LoRA/embedding dirs), images are stored into ``inputs``, the plan's recommended values
+    fill what ``spec`` left out, and a step-cache preset is the options for this architecture."""
     changes: dict[str, Any] = {"model": str(plan.model_path)}
     recommended = plan.defaults
     for name in _DEFAULTED:  # the plan's defaults fill what the spec leaves out
@@ -112,6 +122,8 @@ def resolve_image(
     for name in ("control_net", "photo_maker"):
         if value := getattr(spec, name):
             changes[name] = str(registry.resolve(registry.get(value).id))
+    if value := spec.photo_maker_id_embed:  # no model type lists it: a file by relative path
+        changes["photo_maker_id_embed"] = str(registry.resolve(value))  # inside the models dir
     for name, mode in (("init_image", "RGB"), ("mask_image", "L"), ("control_image", "RGB")):
         if (value := getattr(spec, name)) is not None:
             changes[name] = _stored(value, inputs, name, mode, max_pixels)
@@ -223,7 +235,8 @@ def load_params(
     cache key) instead of loading a second copy. ``spec``: a ``LoadSpec`` or a model name."""
     spec = LoadSpec(model=spec) if isinstance(spec, str) else spec
     spec.validate()
-    plan = model_plan(registry, ImageSpec(prompt="", model=spec.model), None)
+    # a load request names no companions: a missing one is only "put it in models/..."
+    plan = model_plan(registry, ImageSpec(prompt="", model=spec.model), None, fields={})
     params: dict[str, Any] = {**plan.loader_kwargs(), **plan.context, **spec.context_options()}
     if threads and "n_threads" not in params:
         params["n_threads"] = threads

@@ -16,6 +16,11 @@ from starlette.testclient import TestClient
 from test_detect import CASES, Table, flux, kl_vae, mmdit, t5, write_safetensors
 from test_detect import DM as PREFIX
 
+from sdcpp.errors import ModelLoadError
+from sdcpp.jobspec import ImageSpec
+from sdcpp.plan import plan_from_registry, raise_if_missing
+from sdcpp.registry import ModelRegistry
+from sdcpp.registry.errors import ModelNotFoundError, UnsafePathError
 from sdcpp.server import Settings, create_app
 from sdcpp.server.worker import jobs as worker_jobs
 
@@ -138,3 +143,70 @@ def test_sd35_large_checkpoint_goes_as_model_with_three_encoders(
         "t5xxl": "text_encoders/t5xxl.safetensors",
     }
     assert (options["cfg_scale"], options["width"], options["height"]) == (4.5, 1024, 1024)
+
+
+def flux_without_t5(root: Path) -> None:
+    put(root, "diffusion_models/flux1-dev.safetensors", flux())
+    put(root, "vae/ae.safetensors", kl_vae("", 16))
+    encoders(root, "clip_l")
+
+
+def test_a_missing_companion_names_the_rest_field(tmp_path: Path, engine: FakeEngine) -> None:
+    for client in serve(tmp_path, engine, flux_without_t5):
+        r = client.post("/api/generate/text2img", json={"prompt": "a cat", "model": "flux1-dev"})
+    assert r.status_code == 422, r.text
+    message = r.json()["error"]["message"]
+    assert "needs t5xxl" in message and "models/text_encoders/" in message
+    assert "or set t5xxl_path" in message  # the field this request can set
+    assert "t5xxl=" not in message  # not the library keyword
+    assert engine.runs == []  # refused before queuing
+
+
+def test_the_library_message_keeps_the_keyword(tmp_path: Path) -> None:
+    flux_without_t5(tmp_path)
+    plan = plan_from_registry(ModelRegistry(tmp_path), "flux1-dev")
+    with pytest.raises(ModelLoadError, match=r"or pass t5xxl=") as caught:
+        raise_if_missing(plan)
+    with pytest.raises(ModelLoadError) as unnamed:
+        raise_if_missing(plan, {})  # a caller with no field for it: only where to put it
+    assert "models/text_encoders/" in str(unnamed.value) and " or " not in str(unnamed.value)
+    assert str(caught.value) != str(unnamed.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ("/etc/hostname", UnsafePathError),  # absolute: outside the models dir
+        ("../outside.bin", UnsafePathError),
+        ("photomaker/absent.bin", ModelNotFoundError),
+    ],
+)
+def test_a_photo_maker_id_embed_outside_the_models_dir_is_refused(
+    tmp_path: Path, engine: FakeEngine, value: str, error: type[Exception]
+) -> None:
+    (tmp_path / "data" / "outside.bin").parent.mkdir(parents=True)
+    (tmp_path / "data" / "outside.bin").write_bytes(b"x")  # exists, one level above models/
+    for client in serve(tmp_path, engine, flux_dir):
+        generation = client.app.state.generation  # type: ignore[attr-defined]
+        spec = ImageSpec(prompt="a face", model="flux1-dev", photo_maker_id_embed=value)
+        with pytest.raises(error):
+            generation.submit_spec(spec)
+    assert engine.runs == []
+
+
+def test_a_photo_maker_id_embed_inside_is_resolved_to_its_file(
+    tmp_path: Path, engine: FakeEngine
+) -> None:
+    def build(root: Path) -> None:
+        flux_dir(root)
+        (root / "photomaker").mkdir()
+        (root / "photomaker" / "id_embeds.bin").write_bytes(b"x")
+
+    for client in serve(tmp_path, engine, build):
+        generation = client.app.state.generation  # type: ignore[attr-defined]
+        spec = ImageSpec(
+            prompt="a face", model="flux1-dev", photo_maker_id_embed="photomaker/id_embeds.bin"
+        )
+        job = generation.submit_spec(spec)
+    root = (tmp_path / "data" / "models").resolve()
+    assert job.params["photo_maker_id_embed"] == str(root / "photomaker/id_embeds.bin")
