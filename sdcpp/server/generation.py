@@ -2,7 +2,8 @@
 
 Resolves model names and every file or directory a request names inside the models directory
 (nothing outside it is reachable), decodes request images into the job's input folder, and
-builds the worker's parameter dict. Raises typed exceptions; the server's error table
+stores the resolved job spec (``job_record.record``; image jobs planned by ``spec_params``).
+Raises typed exceptions; the server's error table
 (``errors.EXCEPTION_TABLE``) gives their status and code.
 """
 

@@ -1,10 +1,10 @@
 """The job service: the one place that talks to the job store and the engine worker.
 
-A dispatcher thread claims queued jobs in FIFO order and runs each through the engine client
-(which blocks until the job ends); live progress is kept in memory and published to event
-subscribers; final states are written to the store. Routers and dialects change jobs only
-through this service (submit, cancel, clear); they read job records from the store and the
-worker's state (pid, restarts) for status pages, and never write either.
+A dispatcher thread (``dispatch.Dispatcher``) claims queued jobs in FIFO order and runs each
+through the engine client (which blocks until the job ends); live progress is kept in memory
+and published to event subscribers; final states are written to the store. Routers and
+dialects change jobs only through this service (submit, cancel, clear); they read job records
+from the store and the worker's state (pid, restarts) for status pages, and never write either.
 
 Some kinds run elsewhere than the engine worker: ``runners`` maps a kind to an object with the
 engine client's ``run``/``cancel``/``stop`` (``convert`` jobs: a child process per job), so

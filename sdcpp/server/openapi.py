@@ -2,7 +2,8 @@
 
 The document is built once at start-up from the same objects that handle requests, so it can't
 drift from them: paths and methods from the Starlette routes, summaries from the endpoint
-docstrings (first line), request bodies from ``BODIES``, errors from the envelope model.
+docstrings (first line), request bodies from each route's ``routing.Endpoint`` declaration
+(the routers' ``BODIES``, derived from it), errors from the envelope model.
 ``/docs`` renders it as a plain HTML page (no external scripts: works offline).
 """
 

@@ -1,8 +1,8 @@
 """Request bodies of the native dialect (seed 004), validated before anything is queued.
 
-Each request converts itself into the worker's job parameters with ``to_params()``; model and
-file names are resolved by the service (inside the models directory only), images are decoded
-and checked by ``sdcpp.server.imaging``.
+Each request converts itself into the one job spec with ``to_spec()``; model and file names
+are resolved by the service (inside the models directory only), images are decoded and checked
+by ``sdcpp.server.imaging``.
 """
 
 from __future__ import annotations
