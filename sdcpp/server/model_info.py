@@ -65,7 +65,7 @@ def describe(registry: ModelRegistry, name: str) -> dict[str, Any]:
             "load_as": plan.load_as,
             "companions": {slot: _relative(registry, p) for slot, p in plan.files.items()},
             "missing": [
-                {"slot": m.slot, "hint": m.hint, "unsuitable": list(m.unsuitable)}
+                {"slot": m.slot, "hint": m.advice({}), "unsuitable": list(m.unsuitable)}
                 for m in plan.missing
             ],
             "unsupported": plan.spec.unsupported,
@@ -113,7 +113,7 @@ def validate(registry: ModelRegistry, name: str) -> dict[str, Any]:
         plan = _plan(registry, entry)
         if plan.spec.unsupported:
             checks.append(_check("supported", False, plan.spec.unsupported))
-        missing = "; ".join(f"{m.slot}: {m.hint}" for m in plan.missing)
+        missing = "; ".join(f"{m.slot}: {m.advice({})}" for m in plan.missing)
         found = ", ".join(f"{s}={_relative(registry, p)}" for s, p in plan.files.items())
         checks.append(_check("companions", not plan.missing, missing or found or "none needed"))
     return {

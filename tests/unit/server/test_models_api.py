@@ -61,6 +61,7 @@ def test_model_detail_has_detection_requirements_and_missing_companions(
     assert plan["load_as"] == "diffusion_model"
     assert plan["companions"] == {"t5xxl": "text_encoders/umt5.safetensors"}
     assert plan["missing"][0]["slot"] == "vae" and "Wan 2.1 VAE" in plan["missing"][0]["hint"]
+    assert "pass vae=" not in plan["missing"][0]["hint"]  # the library's keyword, not REST's
     assert plan["recommended"]["video_frames"] == 33
     # by name too; a component has no plan
     assert client.get("/api/models/wan").json()["model"]["id"] == wan_id
