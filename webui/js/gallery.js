@@ -96,6 +96,15 @@ function showSnippet(which, it) {
   }
 }
 
+// Zoom: at least twice the fitted size (a small image shown whole would not grow at its
+// natural size), or its natural pixels when larger; the viewer scrolls. CSSOM, not a style
+// attribute: the CSP allows no inline style.
+function zoom(img) {
+  const on = !img.classList.contains("zoomed");
+  img.style.width = on ? `${Math.max(img.naturalWidth, 2 * img.getBoundingClientRect().width)}px` : "";
+  img.classList.toggle("zoomed", on);
+}
+
 export function open(n) {
   if (n < 0 || n >= items.length) return;
   index = n;
@@ -104,7 +113,7 @@ export function open(n) {
   const media = isVideo(it.url)
     ? h("video", { src: it.url, controls: true, loop: true, autoplay: true })
     : h("img", { src: it.url, alt: it.job.prompt || "generated image", class: "full",
-      title: "Click to zoom", onclick: (e) => e.target.classList.toggle("zoomed") });
+      title: "Click to zoom", onclick: (e) => zoom(e.target) });
   $("#viewer-media").replaceChildren(media);
   $("#viewer-title").textContent = `${n + 1} / ${items.length} · ${it.job.type || ""}`;
   $("#viewer-params").textContent = paramsOf(it).text || it.job.prompt || "";

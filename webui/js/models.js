@@ -21,6 +21,20 @@ async function act(path, message) {
   }
 }
 
+// The requirements check: the server's validation (header, companions present) shown in the row.
+async function check(m, cell) {
+  cell.replaceChildren("checking…");
+  try {
+    const report = await api("/api/models/validate", { method: "POST", body: { model_id: m.id } });
+    const failed = (report.checks || []).filter((c) => !c.ok).map((c) => c.message);
+    cell.replaceChildren(report.valid
+      ? h("span", { class: "ok" }, ["ok", ...(report.warnings || [])].join(" · "))
+      : h("span", { class: "bad" }, failed.join(" · ") || "not valid"));
+  } catch (e) {
+    cell.replaceChildren(h("span", { class: "bad" }, e.message));
+  }
+}
+
 function row(m) {
   const id = encodeURIComponent(m.id);
   const loadable = ["checkpoint", "diffusion_model"].includes(m.type);
@@ -31,6 +45,8 @@ function row(m) {
     h("td", { class: "num" }, fmtBytes(m.size)),
     h("td", { class: "mono" }, m.short_hash || ""),
     h("td", {}, m.error ? h("span", { class: "bad" }, m.error) : m.loaded ? "loaded" : ""),
+    h("td", { class: "requirements" }, h("button", { type: "button", class: "small",
+      "aria-label": `Check ${m.name}'s requirements`, onclick: (e) => check(m, e.target.parentElement) }, "Check")),
     h("td", { class: "admin-only" }, loadable
       ? h("button", { type: "button", class: "small",
         onclick: () => act(`/api/models/${id}/${m.loaded ? "unload" : "load"}`, `${m.name}: ${m.loaded ? "unloaded" : "loaded"}`) },
