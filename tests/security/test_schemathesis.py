@@ -10,7 +10,6 @@ Bounded: ``SDCPP_SCHEMATHESIS_EXAMPLES`` examples per operation (default 10).
 from __future__ import annotations
 
 import os
-import re
 import socket
 import tempfile
 import threading
@@ -25,25 +24,13 @@ import schemathesis
 import uvicorn
 from fake_engine import FakeEngine
 from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import CheckContext, not_a_server_error
+from leaks import no_python_repr
+from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from sdcpp import _safetensors
 from sdcpp.server import Settings, create_app
 from sdcpp.server.auth import accounts
-
-# What a user must never see in an answer: a Python repr or a traceback (DEVELOPERS.md).
-PYTHON_LEAKS = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>|Traceback \(most recent call")
-
-
-@schemathesis.check
-def no_python_repr(
-    ctx: CheckContext, response: schemathesis.Response, case: schemathesis.Case
-) -> None:
-    """No answer carries a Python object repr or a traceback, whatever the input."""
-    if response.status_code >= 400 and (leak := PYTHON_LEAKS.search(response.text or "")):
-        raise AssertionError(f"a Python internal reached the client: {leak.group(0)!r}")
-
 
 EXAMPLES = int(os.environ.get("SDCPP_SCHEMATHESIS_EXAMPLES", "10"))
 # Not fuzzed here: the all-events stream never ends by design (each call would only wait out
