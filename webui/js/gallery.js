@@ -7,7 +7,7 @@ import { $, h, toast } from "./dom.js";
 import { apiName, parseParameters } from "./a1111.js";
 import { snippets } from "./snippets.js";
 import { makeZip } from "./zip.js";
-import { dropJob, emit, jobs, on } from "./state.js";
+import { dropJob, emit, jobs, on, shownOutputs } from "./state.js";
 
 let items = [];
 let index = -1;
@@ -18,7 +18,7 @@ function collect() {
   const all = [...jobs.values()].filter((j) => j.status === "completed" && j.outputs && j.outputs.length);
   all.sort((a, b) => (b.end_time || 0) - (a.end_time || 0));
   for (const job of all) {
-    job.outputs.forEach((url, i) => out.push({ job, url, i }));
+    shownOutputs(job).forEach((url, i) => out.push({ job, url, i }));
   }
   return out;
 }

@@ -6,7 +6,7 @@ import { KINDS } from "./fields.js";
 import { applyValues, currentKind, limits, readForm, setKind } from "./form.js";
 import { sourceImage } from "./imageinput.js";
 import { maskDataUrl, maskIsEmpty } from "./mask.js";
-import { FINISHED, jobs, on, putJob, session } from "./state.js";
+import { FINISHED, jobs, on, putJob, session, shownOutputs } from "./state.js";
 
 let watching = null; // the job id the progress panel follows
 let lastBody = null;
@@ -152,7 +152,7 @@ function render(job) {
   showPreview(job, running && job.has_preview);
   const out = $("#progress-result");
   if (job.status === "completed" && job.outputs && job.outputs.length) {
-    out.replaceChildren(...job.outputs.map((url, i) =>
+    out.replaceChildren(...shownOutputs(job).map((url, i) =>
       h("img", { src: url, alt: `Result ${i + 1}: ${job.prompt || ""}`, class: "result" })));
     const seeds = job.result && job.result.seeds;
     if (seeds && seeds.length) session.lastSeed = seeds[0];

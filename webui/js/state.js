@@ -22,6 +22,10 @@ export function putJob(view) {
   emit("job", merged);
 }
 
+// What a person looks at of a job's outputs: a video job writes its animation first, then every
+// frame as a PNG (for scripts); the result panel and the gallery show the animation alone.
+export const shownOutputs = (job) => (job.type === "video" ? (job.outputs || []).slice(0, 1) : job.outputs || []);
+
 export function dropJob(id) {
   jobs.delete(id);
   emit("job-removed", id);
