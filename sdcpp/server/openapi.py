@@ -3,8 +3,9 @@
 The document is built once at start-up from the same objects that handle requests, so it can't
 drift from them: paths and methods from the Starlette routes, summaries from the endpoint
 docstrings (first line), request bodies from each route's ``routing.Endpoint`` declaration
-(the routers' ``BODIES``, derived from it), errors from the envelope model.
-``/docs`` renders it as a plain HTML page (no external scripts: works offline).
+(the routers' ``BODIES``, derived from it), errors from the envelope model, and the links
+(``LINKS``: what a created job, key or user opens next) from the table below. ``/docs`` renders
+it as a plain HTML page (no external scripts: works offline).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 from starlette.routing import BaseRoute, Route, WebSocketRoute
@@ -92,6 +93,86 @@ SECURITY_SCHEMES = {
 }
 
 
+class Link(NamedTuple):
+    """An OpenAPI link: the operation (by method and path, as served) that a value of an answer
+    opens, and where the value goes (runtime expressions, ``$response.body#/...``)."""
+
+    method: str
+    path: str
+    parameters: dict[str, str]
+    request_body: dict[str, str] | None = None
+
+
+_JOB_ID = {"job_id": "$response.body#/job_id"}
+# one job's routes, from every answer that hands out its job_id (the output route needs a file
+# name the creating answer does not give yet)
+JOB_LINKS = {
+    "GetJob": Link("GET", "/api/queue/job/{job_id}", _JOB_ID),
+    "JobPreview": Link("GET", "/api/queue/job/{job_id}/preview", _JOB_ID),
+    "JobResult": Link("GET", "/api/v1/generate/{job_id}", _JOB_ID),
+    "JobEvents": Link("GET", "/api/events/{job_id}", _JOB_ID),
+    "CancelJob": Link("POST", "/api/queue/cancel", {}, _JOB_ID),
+    "DeleteJob": Link("DELETE", "/api/queue/job/{job_id}", _JOB_ID),
+}
+_USER = {"username": "$response.body#/user/username"}
+# (method, path, status) of an answer -> the links it carries. Paths as the document shows them
+# (no converters); a target that is not served is a bug, so build_openapi raises on it.
+LINKS: dict[tuple[str, str, str], dict[str, Link]] = {
+    **{
+        ("POST", f"/api/generate/{kind}", "202"): JOB_LINKS
+        for kind in ("text2img", "img2img", "inpainting", "controlnet", "video", "upscale")
+    },
+    ("POST", "/api/models/convert", "202"): JOB_LINKS,
+    ("POST", "/api/v1/generate", "200"): JOB_LINKS,  # waits, then answers the ended job
+    ("POST", "/txt2img", "200"): {  # seed 001 queues and answers its job_id
+        "GetQueuedJob": Link("GET", "/queue/{job_id}", _JOB_ID),
+        **JOB_LINKS,
+    },
+    ("POST", "/api/keys", "201"): {
+        "RevokeKey": Link("DELETE", "/api/keys/{key_id}", {"key_id": "$response.body#/id"})
+    },
+    ("POST", "/api/users", "201"): {
+        "GetUser": Link("GET", "/api/users/{username}", _USER),
+        "UpdateUser": Link("PATCH", "/api/users/{username}", _USER),
+        "DeleteUser": Link("DELETE", "/api/users/{username}", _USER),
+    },
+}
+_STATUS_TEXT = {"200": "OK", "201": "Created", "202": "Accepted"}
+
+
+def add_links(
+    paths: dict[str, dict[str, Any]], table: dict[tuple[str, str, str], dict[str, Link]]
+) -> None:
+    """Put ``table``'s links on the answers of ``paths`` (by operationId: the ids are unique)."""
+    for (method, path, status), links in table.items():
+        source = paths.get(path, {}).get(method.lower())
+        if source is None:
+            raise KeyError(f"OpenAPI links from {method} {path}: no such operation")
+        declared: dict[str, Any] = {}
+        for name, link in links.items():
+            target = paths.get(link.path, {}).get(link.method.lower())
+            if target is None:
+                raise KeyError(f"OpenAPI link {name}: no operation {link.method} {link.path}")
+            declared[name] = {"operationId": target["operationId"]}
+            if link.parameters:
+                declared[name]["parameters"] = dict(link.parameters)
+            if link.request_body is not None:
+                declared[name]["requestBody"] = dict(link.request_body)
+        answer = source["responses"].setdefault(status, {"description": _STATUS_TEXT[status]})
+        answer["links"] = declared
+
+
+def _operation_id(name: str, method: str, path: str, taken: set[str]) -> str:
+    """``{route name}_{method}``, or, where two routes share a handler name (OpenAPI wants ids
+    unique), the same with the path's words."""
+    op_id = f"{name}_{method.lower()}"
+    if op_id in taken:
+        words = "_".join(re.findall(r"\w+", path))
+        op_id = f"{name}_{words}_{method.lower()}"
+    taken.add(op_id)
+    return op_id
+
+
 def build_openapi(
     routes: list[BaseRoute],
     bodies: dict[tuple[str, str], type[BaseModel]],
@@ -100,6 +181,7 @@ def build_openapi(
     """``access(route_path, method)`` gives each operation's extra fields (who may call it)."""
     extra = access or (lambda path, method: {})
     paths: dict[str, dict[str, Any]] = {}
+    taken: set[str] = set()
     schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
     schemas.update(dict(DIALECT_ERRORS.values()))
     for route in routes:
@@ -118,7 +200,7 @@ def build_openapi(
         for method in sorted((route.methods or {"GET"}) - {"HEAD"}):
             op: dict[str, Any] = {
                 "summary": doc,
-                "operationId": f"{route.name}_{method.lower()}",
+                "operationId": _operation_id(route.name, method, path, taken),
                 "parameters": [
                     {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
                     for p in params
@@ -145,6 +227,7 @@ def build_openapi(
                     },
                 }
             paths.setdefault(path, {})[method.lower()] = op
+    add_links(paths, LINKS)
     return {
         "openapi": "3.1.0",
         "info": {
