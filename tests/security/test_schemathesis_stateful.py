@@ -21,9 +21,10 @@ import httpx2 as httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from leaks import no_python_repr
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
-from test_schemathesis import SKIPPED, Served, _serve, no_python_repr
+from test_schemathesis import SKIPPED, Served, _serve
 
 EXAMPLES = int(os.environ.get("SDCPP_SCHEMATHESIS_EXAMPLES", "10"))
 JOB = {"GetJob", "JobPreview", "JobResult", "JobEvents", "CancelJob", "DeleteJob"}
