@@ -1,4 +1,8 @@
-"""``Upscaler``: an ESRGAN model (e.g. Real-ESRGAN x4plus) that enlarges images."""
+"""``Upscaler``: an ESRGAN model (e.g. Real-ESRGAN x4plus) that enlarges images.
+
+The file is planned first (``sdcpp.plan.upscaler_plan``, the same plan the server's upscale
+jobs show): a checkpoint or other non-upscaler is refused naming what it is, and the plan's
+tile size is the default."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from . import _native
 from ._files import check_model_file
 from .errors import InvalidArgument
 from .images import ImageLike, to_array, to_pil
+from .plan import UpscalerPlan, upscaler_plan
 
 __all__ = ["Upscaler"]
 
@@ -25,11 +30,13 @@ class Upscaler:
         model: str | os.PathLike[str],
         *,
         n_threads: int | None = None,
-        tile_size: int = 128,
+        tile_size: int | None = None,  # None: the plan's (UPSCALE_TILE_SIZE)
         offload_params_to_cpu: bool = False,
         direct: bool = False,
     ) -> None:
         path = check_model_file(model, "upscaler")
+        self.plan: UpscalerPlan = upscaler_plan(path)  # ModelLoadError: not an upscaler
+        tile_size = self.plan.tile_size if tile_size is None else tile_size
         if n_threads is not None and n_threads < 1:
             raise InvalidArgument("n_threads must be at least 1")
         if not 16 <= tile_size <= 4096:

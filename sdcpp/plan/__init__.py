@@ -37,6 +37,9 @@ unknown                none; model_path first, then diffusion_model_path
 A companion is only asked for when the main file lacks that part (a checkpoint's "contains:"
 evidence). ``raise_if_missing`` names each missing one and what would satisfy it;
 ``load_with_fallback`` retries with the other method and says so in the log.
+
+Upscalers have a plan of their own (``upscaler_plan``): the detection id, the native scale the
+header shows and the tile size; a file detected as anything else is refused naming what it is.
 """
 
 from __future__ import annotations
@@ -69,17 +72,20 @@ from ._table import (
     spec_for,
     spec_key,
 )
+from ._upscale import UPSCALE_TILE_SIZE, UpscalerPlan, upscaler_plan
 
 __all__ = [
     "ARCHITECTURES",
     "COMPANION_SLOTS",
     "UNKNOWN",
+    "UPSCALE_TILE_SIZE",
     "ArchSpec",
     "Companion",
     "ContextPlan",
     "LoadAs",
     "MissingCompanion",
     "RecommendedDefaults",
+    "UpscalerPlan",
     "companions_for",
     "contained_parts",
     "kind_tags",
@@ -93,4 +99,5 @@ __all__ = [
     "requirements",
     "spec_for",
     "spec_key",
+    "upscaler_plan",
 ]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..jobspec import ConvertSpec, ImageSpec, UpscaleSpec, VideoSpec
+from ..plan import upscaler_plan
 from ..registry import ModelRegistry, ModelType
 from ..registry.errors import ModelNotFoundError, no_model_message
 from . import conversion
@@ -107,22 +108,29 @@ class GenerationService:
         return self.jobs.submit(spec.job_kind, data, owner=owner, job_id=job_id)
 
     def submit_upscale(self, req: UpscaleRequest | UpscaleSpec, owner: str | None = None) -> Job:
-        """Queue an upscale: a request (its image decoded, URLs fetched) or a spec."""
+        """Queue an upscale: a request (its image decoded, URLs fetched) or a spec, planned
+        first (``sdcpp.plan.upscaler_plan``, as ``sdcpp.Upscaler`` is): a file that is no
+        upscaler is a ModelLoadError (422) naming what it is, before anything is stored."""
         job_id = uuid.uuid4().hex
         if isinstance(req, UpscaleRequest):
             image = self._image(req.image, "image")
+            plan = upscaler_plan(self._upscaler(req.upscaler))  # before the image is stored
             req = req.to_spec(image=str(store_input(image, self.jobs.input_dir(job_id), "image")))
-        req.validate()
+            req.validate()
+        else:
+            req.validate()
+            plan = upscaler_plan(self._upscaler(req.upscaler))
         path, (width, height) = stored_image(
             req.image, self.jobs.input_dir(job_id), "image", self.settings.max_image_pixels
         )
         resolved = dataclasses.replace(
             req,
             image=path,
-            upscaler=self._upscaler(req.upscaler),
+            upscaler=str(plan.path),
             n_threads=req.n_threads or self.settings.threads,
         )
-        data = record(resolved, {"width": width, "height": height})  # the source, for display
+        source = {"width": width, "height": height}  # for display
+        data = record(resolved, source, plan.view(req.factor))  # the plan: for the job's JSON
         return self.jobs.submit("upscale", data, owner=owner, job_id=job_id)
 
     def submit_video(self, req: VideoGenerateRequest | VideoSpec, owner: str | None = None) -> Job:
@@ -262,7 +270,11 @@ class GenerationService:
 
     def _upscaler(self, name: str | None) -> str:
         if name:
-            return self._resolve(name, ModelType.ESRGAN | ModelType.UPSCALER)
+            try:
+                return self._resolve(name, ModelType.ESRGAN | ModelType.UPSCALER)
+            except ModelNotFoundError:
+                # any other file by that name: the plan then says what it is instead (a 422)
+                return self._resolve(name, None)
         found = self.registry.list(type=ModelType.ESRGAN | ModelType.UPSCALER, limit=1).items
         if not found:
             raise ModelNotFoundError(
