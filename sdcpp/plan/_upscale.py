@@ -23,8 +23,8 @@ from ..errors import ModelLoadError
 
 __all__ = ["UPSCALE_TILE_SIZE", "UpscalerPlan", "upscaler_plan"]
 
-# The engine's upscaler runs the image in square tiles of this side (stable-diffusion.cpp's
-# own default for --upscale-tile-size); smaller tiles use less memory and take longer.
+# The engine's upscaler runs the image in square tiles of this side (the native binding's
+# default, csrc/context.cpp); smaller tiles use less memory and take longer.
 UPSCALE_TILE_SIZE = 128
 UPSCALER_IDS = frozenset({"esrgan"})
 _ROLES = {"checkpoint": "checkpoint", "diffusion_model": "diffusion model"}
