@@ -8,6 +8,7 @@ are measured and printed (reported, not asserted as timings).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -48,13 +49,33 @@ def _data_dir(root: Path, tiny_path: Path) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, tiny_path: Path) -> Iterator[UIServer]:
-    srv = UIServer(_data_dir(tmp_path_factory.mktemp("webui"), tiny_path))
+@contextlib.contextmanager
+def serving(data_dir: Path, *args: str, **env: str) -> Iterator[UIServer]:
+    """A ``UIServer`` for the block; ``env``: variables added to the server's environment."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        srv = UIServer(data_dir, *args)
     try:
         yield srv
     finally:
         srv.stop()
+
+
+@contextlib.contextmanager
+def desktop(browser: Browser) -> Iterator[Watched]:
+    """A watched page in a fresh 1280x900 browser context, closed after the block."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        yield Watched(context)
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_path: Path) -> Iterator[UIServer]:
+    with serving(_data_dir(tmp_path_factory.mktemp("webui"), tiny_path)) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
@@ -97,11 +118,8 @@ def preview_gone(response: Any) -> bool:
 
 @pytest.fixture
 def ui(browser: Browser, server: UIServer) -> Iterator[Watched]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    try:
-        yield Watched(context)
-    finally:
-        context.close()
+    with desktop(browser) as w:
+        yield w
 
 
 def _open(w: Watched, url: str) -> Page:

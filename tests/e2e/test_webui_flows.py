@@ -25,7 +25,9 @@ from .test_webui import (  # noqa: F401  (browser: the fixture)
     _fill_fast,
     _open,
     browser,
+    desktop,
     open_mask_editor,
+    serving,
 )
 
 A1111 = (
@@ -38,20 +40,14 @@ HOSTILE = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</scrip
 
 @pytest.fixture(scope="module")
 def flows_server(tmp_path_factory: pytest.TempPathFactory, tiny_path: Path) -> Iterator[UIServer]:
-    srv = UIServer(_data_dir(tmp_path_factory.mktemp("webui-flows"), tiny_path))
-    try:
+    with serving(_data_dir(tmp_path_factory.mktemp("webui-flows"), tiny_path)) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture
 def fui(browser: Browser, flows_server: UIServer) -> Iterator[Watched]:  # noqa: F811
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    try:
-        yield Watched(context)
-    finally:
-        context.close()
+    with desktop(browser) as w:
+        yield w
 
 
 def _job(server: UIServer, prompt: str, steps: int = 1, wait: bool = True) -> str:

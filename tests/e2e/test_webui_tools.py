@@ -25,7 +25,9 @@ from .test_webui import (  # noqa: F401  (browser: the fixture)
     _data_dir,
     _open,
     browser,
+    desktop,
     open_mask_editor,
+    serving,
 )
 
 
@@ -45,21 +47,15 @@ def _seed_folders(models: Path) -> None:
 def tools_server(tmp_path_factory: pytest.TempPathFactory, tiny_path: Path) -> Iterator[UIServer]:
     root = _data_dir(tmp_path_factory.mktemp("webui-tools"), tiny_path)
     _seed_folders(root / "models")
-    srv = UIServer(root)
-    srv.root = root  # type: ignore[attr-defined]
-    try:
+    with serving(root) as srv:
+        srv.root = root  # type: ignore[attr-defined]
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture
 def tui(browser: Browser, tools_server: UIServer) -> Iterator[Watched]:  # noqa: F811
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    try:
-        yield Watched(context)
-    finally:
-        context.close()
+    with desktop(browser) as w:
+        yield w
 
 
 def test_presets_and_templates_fill_the_form_and_the_form_saves_as_a_preset(
