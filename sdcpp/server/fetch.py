@@ -152,6 +152,9 @@ class Fetcher:
     timeout: float = 10.0
     max_redirects: int = 3
     tls: ssl.SSLContext = field(default_factory=ssl.create_default_context)
+    # names the operator trusts to be private (settings.download_trusted_hosts): exempt from
+    # the public-address rule, nothing else; lower case, no trailing dot
+    trusted_hosts: frozenset[str] = frozenset()
 
     def check(self, url: str) -> Target:
         """Rules 1-3 for one URL; raises 400 URL_NOT_ALLOWED, connects to nothing."""
@@ -168,12 +171,13 @@ class Fetcher:
         host = (parts.hostname or "").rstrip(".")
         if not host:
             raise refused("the URL has no host")
-        if host == "localhost" or host.endswith(".localhost"):
+        trusted = host.lower() in self.trusted_hosts
+        if not trusted and (host == "localhost" or host.endswith(".localhost")):
             raise refused(f"host {host!r} is this machine")
         port = port or (443 if scheme == "https" else 80)
         addresses = self._resolve(host, port)
         for address in addresses:
-            if not self.allow(ipaddress.ip_address(address), port):
+            if not trusted and not self.allow(ipaddress.ip_address(address), port):
                 raise refused(f"host {host!r} resolves to a non-public address ({address})")
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         return Target(scheme, host, port, path, addresses)

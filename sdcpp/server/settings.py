@@ -90,6 +90,10 @@ class Settings:
     max_upload_mb: int = 65536  # POST /api/models/upload: the largest model file accepted
     # GET /api/image/download makes this server fetch client-chosen URLs: off unless asked for
     allow_image_download: bool = False
+    # Host names (exact, e.g. an internal image server "images.lan") that may resolve to private
+    # or loopback addresses for downloads; every other host must be public. Addresses are still
+    # pinned and every redirect hop is checked again (fetch.py).
+    download_trusted_hosts: tuple[str, ...] = ()
     download_max_mb: int = 20
     download_timeout: float = 10.0  # seconds for the whole download, redirects included
     # authentication (sdcpp/server/auth): comma-separated methods, see auth/service.py
@@ -251,7 +255,7 @@ def _convert(name: str, raw: Any, default: Any) -> Any:
         return raw.strip().lower() in ("1", "true", "yes", "on", "debug", "trace")
     if name == "keep_alive":
         return _seconds(name, raw)
-    if name in ("cors_origins", "allowed_hosts", "worker_models"):
+    if name in ("cors_origins", "allowed_hosts", "worker_models", "download_trusted_hosts"):
         items = raw.split(",") if isinstance(raw, str) else list(raw)
         return tuple(x.strip() for x in items if x.strip())
     if isinstance(default, bool):

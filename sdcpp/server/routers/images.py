@@ -68,8 +68,11 @@ def _fetcher(state: Any) -> Fetcher:
     fetcher = getattr(state, "fetcher", None)
     if fetcher is None:
         settings = state.settings
+        trusted = frozenset(h.lower().rstrip(".") for h in settings.download_trusted_hosts)
         fetcher = state.fetcher = Fetcher(
-            max_bytes=settings.download_max_mb * 2**20, timeout=settings.download_timeout
+            max_bytes=settings.download_max_mb * 2**20,
+            timeout=settings.download_timeout,
+            trusted_hosts=trusted,
         )
     return fetcher
 
