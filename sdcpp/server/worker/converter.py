@@ -70,6 +70,9 @@ class ConvertRunner:
         self._job_id: str | None = None
         self._process: BaseProcess | None = None
         self._cancelled = False
+        # A cancel that came between the claim and the child's start (the dispatcher names the
+        # job current before it calls run): honoured when that job's conversion begins.
+        self._pending_cancel: str | None = None
 
     def run(
         self,
@@ -103,10 +106,13 @@ class ConvertRunner:
             shutil.rmtree(staging, ignore_errors=True)
 
     def cancel(self, job_id: str) -> bool:
-        """Kill the child converting ``job_id``; False if that job is not running here."""
+        """Kill the child converting ``job_id``. Called only for this runner's current job
+        (``JobService.cancel``): one whose child has not started yet is stopped before it
+        does."""
         with self._lock:
             if self._job_id != job_id:
-                return False
+                self._pending_cancel = job_id
+                return True
             self._cancelled = True
             process = self._process
         if process is not None and process.is_alive():
@@ -134,6 +140,9 @@ class ConvertRunner:
             daemon=True,
         )
         with self._lock:
+            pending, self._pending_cancel = self._pending_cancel, None
+            if pending == job_id:
+                return encode_cancelled(job_id)
             self._job_id, self._process, self._cancelled = job_id, process, False
         try:
             process.start()

@@ -102,9 +102,18 @@ def raw_sql(database: Path | str) -> RawSql:
 STORE_ENV = "SDCPP_TEST_STORE"
 
 
+@pytest.fixture
+def own_store() -> None:
+    """Asked for by tests that choose their app's store themselves (the data dir's SQLite file,
+    opened with sqlite3; a ``database_url`` of their own): ``SDCPP_TEST_STORE=postgres`` leaves
+    their apps alone."""
+
+
 @pytest.fixture(autouse=True)
 def _apps_on_postgres(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    if os.environ.get(STORE_ENV, "sqlite") != "postgres" or "backend" in request.fixturenames:
+    if os.environ.get(STORE_ENV, "sqlite") != "postgres":
+        return
+    if "backend" in request.fixturenames or "own_store" in request.fixturenames:
         return
     from sdcpp.server import app as app_module
     from sdcpp.server.auth import service as auth_service

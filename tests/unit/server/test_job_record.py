@@ -30,6 +30,9 @@ from sdcpp.server.job_record import (
 )
 from sdcpp.server.store import SCHEMA, SCHEMA_VERSION, JobStore
 
+# the SQLite file itself is under test: not moved to PostgreSQL by SDCPP_TEST_STORE
+pytestmark = pytest.mark.usefixtures("own_store")
+
 OLD_ID = "c" * 32
 
 

@@ -231,7 +231,7 @@ def test_procrastinate_schema_lives_beside_ours(url: str) -> None:
 
 
 def test_the_dispatcher_survives_a_lost_database_connection(
-    tmp_path: Path, postgres: PgServer, url: str
+    tmp_path: Path, postgres: PgServer, url: str, own_store: None
 ) -> None:
     # A worker that loses the database takes no job meanwhile and resumes once it is back.
     from fake_engine import FakeEngine

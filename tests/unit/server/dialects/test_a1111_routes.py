@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -111,18 +112,25 @@ def test_refresh_checkpoints_and_loras(client: TestClient, tmp_path: Path) -> No
 
 
 def test_progress_while_running_with_preview(client: TestClient) -> None:
-    thread, _ = in_thread(client.post, f"{API}/txt2img", json={"prompt": "__slow__"})
+    thread, _ = in_thread(client.post, f"{API}/txt2img", json={"prompt": "__slow__", **SMALL})
     wait_running(client)
     jobs = client.app.state.jobs  # type: ignore[attr-defined]
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 8), (1, 2, 3)).save(buf, format="PNG")
-    jobs.live[jobs.current].preview = buf.getvalue()  # what the worker's preview event sets
-    body = get(client, "/progress")
+    # current_image is the worker's latest step preview (the fake engine sends 32x32 frames for
+    # steps 1..2, then none): read until the answer and the live preview agree
+    deadline = time.monotonic() + 30
+    while True:
+        body = get(client, "/progress")
+        live = jobs.live.get(jobs.current) if jobs.current else None
+        shown = body["current_image"]
+        if shown and live is not None and live.preview == base64.b64decode(shown):
+            break
+        assert time.monotonic() < deadline, "current_image never showed the live preview"
+        time.sleep(0.02)
     assert set(body["state"]) == {"skipped", "interrupted", "job", "job_count", "job_timestamp",
                                   "job_no", "sampling_step", "sampling_steps"}  # fmt: skip
     assert 0 < body["progress"] <= 1 and body["eta_relative"] >= 0
     assert body["state"]["job_count"] == 1 and len(body["state"]["job_timestamp"]) == 14
-    assert decode(body["current_image"]).size == (8, 8)
+    assert decode(body["current_image"]).size == (32, 32)
     assert get(client, "/progress?skip_current_image=true")["current_image"] is None
     client.post(f"{API}/interrupt")
     thread.join(10)
